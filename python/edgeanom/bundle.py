@@ -1,0 +1,197 @@
+"""The model bundle: the directory that `train` writes and `run`, `export`, `bench` and `eval` read.
+
+Schema (documented in docs/bundle.md) — `bundle.json` holds:
+
+- ``schema_version`` (int, currently 1) and ``edgeanom_version``
+- ``model``: ``{"type": "conv-ae", "family": "torch" | "sklearn", "params": {...}}``
+- ``input``: ``{"kind": "image" | "window" | "vector", "shape": [...per-sample shape...], "names": [...]}``
+  image shape is ``[C, H, W]``; window shape ``[T, C]``; vector shape ``[F]``.
+- ``preprocess``: ``{"image": {"size": [H, W], "color": "gray" | "rgb"} | null,
+  "scaler": {"kind": "minmax" | "standard", "offset": [...], "scale": [...]} | null,
+  "window": {"length": T, "stride": S} | null, "columns": [...] | null, "time_column": str | null}``
+  Pixels become ``float32 / 255`` in NCHW; scaled features are ``(x - offset) * scale``.
+- ``score``: ``{"metric": "mse", "center": "center.npy" | null,
+  "map": {"blur_sigma": float, "mode": "max" | "topk_mean", "k": int} | null}``
+- ``threshold``: ``{"value": float, "method": "percentile:99.5", "stats": {"mean", "std", "min", "max",
+  "quantiles": {"0.5": ..., ...}}}``
+- ``onnx``: ``{"file": "model.onnx", "input": "input", "output": "reconstruction" | "embedding" | "score",
+  "fused": {"score": "score", "error_map": "error_map"} | null, "fp16_file": str | null, "parity": {...}}``
+- ``checkpoint``: file name of the PyTorch (or pickled scikit-learn) checkpoint, or null
+- ``history``: per-epoch ``{"epoch", "train_loss", "val_loss"}``; ``data``: fingerprint and counts
+- ``engines``: TensorRT engine cache entries (written by export/run)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeanom._version import __version__
+from edgeanom.errors import EdgeanomError
+
+SCHEMA_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+DEFAULT_BUNDLE_DIR = Path("edgeanom-model")
+INPUT_KINDS = ("image", "window", "vector")
+
+
+@dataclass
+class Threshold:
+    """Decision threshold on the raw score, how it was chosen, and held-out normal score statistics."""
+
+    value: float
+    method: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def normalise(self, scores: np.ndarray) -> np.ndarray:
+        """Map raw scores to [0, 1] so that the threshold sits at 0.5.
+
+        Normal held-out scores (min .. threshold) map to [0, 0.5]; scores from the threshold up to twice its
+        distance above the normal minimum map to [0.5, 1]; beyond that the value is clipped to 1.
+        """
+        lo = float(self.stats.get("min", 0.0))
+        span = max(self.value - lo, 1e-12)
+        out = 0.5 * (np.asarray(scores, dtype=np.float64) - lo) / span
+        return np.clip(np.nan_to_num(out, nan=1.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": float(self.value), "method": self.method, "stats": self.stats}
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle directory. `meta` is the parsed bundle.json; properties give typed views of it."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    # --- typed views -------------------------------------------------------------------------------
+    @property
+    def model_type(self) -> str:
+        return str(self.meta["model"]["type"])
+
+    @property
+    def model_family(self) -> str:
+        return str(self.meta["model"].get("family", "torch"))
+
+    @property
+    def input_kind(self) -> str:
+        return str(self.meta["input"]["kind"])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape (no batch axis)."""
+        return tuple(int(d) for d in self.meta["input"]["shape"])
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return self.meta.get("preprocess", {})
+
+    @property
+    def score(self) -> dict[str, Any]:
+        return self.meta.get("score", {"metric": "mse", "center": None, "map": None})
+
+    @property
+    def threshold(self) -> Threshold:
+        t = self.meta["threshold"]
+        return Threshold(float(t["value"]), str(t.get("method", "")), dict(t.get("stats", {})))
+
+    @property
+    def onnx(self) -> dict[str, Any]:
+        return self.meta.get("onnx") or {}
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / self.onnx.get("file", "model.onnx")
+
+    @property
+    def checkpoint_path(self) -> Optional[Path]:
+        name = self.meta.get("checkpoint")
+        return self.path / name if name else None
+
+    def center(self) -> Optional[np.ndarray]:
+        """Deep SVDD centre (float32 row vector), or None for reconstruction models."""
+        name = self.score.get("center")
+        if not name:
+            return None
+        p = self.path / name
+        if not p.is_file():
+            raise EdgeanomError(f"bundle {self.path}: score.center file '{name}' is missing")
+        return np.load(p).astype(np.float32).reshape(1, -1)
+
+    # --- persistence -------------------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write bundle.json atomically (temp file + rename), so a crash never leaves half a file."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.meta["schema_version"] = SCHEMA_VERSION
+        self.meta.setdefault("edgeanom_version", __version__)
+        target = self.path / BUNDLE_FILE
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".bundle.", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_jsonable(self.meta), fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(target)
+        return target
+
+
+_REQUIRED = ("model", "input", "threshold")
+
+
+def load_bundle(path: str | os.PathLike[str] = DEFAULT_BUNDLE_DIR, *, need_onnx: bool = True) -> Bundle:
+    """Load and validate a bundle directory; every problem is an EdgeanomError naming the file and field."""
+    root = Path(path)
+    meta_file = root / BUNDLE_FILE
+    if not root.exists():
+        raise EdgeanomError(
+            f"no model bundle at '{root}'. Make one with: edgeanom train --data PATH --out {root} "
+            f"(or learn the scene from a camera: edgeanom train --camera 0 --duration 120 --out {root})"
+        )
+    if not meta_file.is_file():
+        raise EdgeanomError(f"'{root}' is not a model bundle: {BUNDLE_FILE} is missing")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgeanomError(f"{meta_file}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(meta, dict):
+        raise EdgeanomError(f"{meta_file}: expected a JSON object at the top level")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise EdgeanomError(
+            f"{meta_file}: unknown schema_version {version!r} (this edgeanom {__version__} reads "
+            f"version {SCHEMA_VERSION}); retrain or upgrade edgeanom"
+        )
+    for key in _REQUIRED:
+        if key not in meta:
+            raise EdgeanomError(f"{meta_file}: required field '{key}' is missing")
+    kind = meta["input"].get("kind")
+    if kind not in INPUT_KINDS:
+        raise EdgeanomError(f"{meta_file}: input.kind must be one of {INPUT_KINDS}, got {kind!r}")
+    bundle = Bundle(root, meta)
+    if need_onnx and not bundle.onnx_path.is_file():
+        raise EdgeanomError(
+            f"bundle {root}: ONNX model '{bundle.onnx_path.name}' is missing "
+            f"(re-create it with: edgeanom export {root})"
+        )
+    return bundle
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,9 @@
+"""Placeholder until the `bench` command lands (replaced by its owner)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    del app

@@ -1,0 +1,157 @@
+"""Turn raw frames, windows and feature rows into model input exactly as the bundle says.
+
+Training, eval, run and bench all go through these classes, so the model sees the same numbers
+on the workstation and on the device. Buffers are reused between batches (no per-frame allocation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from edgeanom.bundle import Bundle
+from edgeanom.errors import EdgeanomError
+
+
+class ImagePreprocessor:
+    """BGR/grey uint8 frames of any size -> float32 NCHW in [0, 1] at the bundle's size and colour."""
+
+    def __init__(self, size: Sequence[int], color: str) -> None:
+        if color not in ("gray", "rgb"):
+            raise EdgeanomError(f"preprocess.image.color must be 'gray' or 'rgb', got {color!r}")
+        self.height, self.width = int(size[0]), int(size[1])
+        self.color = color
+        self.channels = 1 if color == "gray" else 3
+        self._buffer: Optional[np.ndarray] = None
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    def convert(self, frame: np.ndarray) -> np.ndarray:
+        """One frame -> uint8 HxW (grey) or HxWx3 (RGB) at the model size (cv2 does decode-side work)."""
+        if frame is None or frame.size == 0:
+            raise EdgeanomError("empty frame")
+        if frame.dtype != np.uint8:
+            if np.issubdtype(frame.dtype, np.floating):
+                frame = np.clip(frame * 255.0 if frame.max(initial=0) <= 1.0 else frame, 0, 255)
+            frame = frame.astype(np.uint8)
+        if frame.ndim == 3 and frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[:, :, 0]
+        if frame.ndim not in (2, 3):
+            raise EdgeanomError(f"frame has shape {frame.shape}, expected (H, W) or (H, W, 3)")
+        h, w = frame.shape[:2]
+        if (h, w) != (self.height, self.width):
+            shrink = h > self.height or w > self.width
+            frame = cv2.resize(
+                frame, (self.width, self.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            )
+        if self.color == "gray":
+            return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def __call__(self, frames: Sequence[np.ndarray], out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Frames -> (N, C, H, W) float32. Writes into `out` (or an internal reused buffer)."""
+        n = len(frames)
+        if out is None:
+            if self._buffer is None or self._buffer.shape[0] < n:
+                self._buffer = np.empty((max(n, 1), *self.sample_shape), dtype=np.float32)
+            out = self._buffer[:n]
+        for i, frame in enumerate(frames):
+            img = self.convert(frame)
+            if self.channels == 1:
+                np.multiply(img, np.float32(1.0 / 255.0), out=out[i, 0], casting="unsafe")
+            else:
+                np.multiply(img.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out[i], casting="unsafe")
+        return out
+
+
+class FeatureScaler:
+    """Per-feature affine scaling `(x - offset) * scale` fitted on normal training data only."""
+
+    def __init__(self, kind: str, offset: Sequence[float], scale: Sequence[float]) -> None:
+        self.kind = kind
+        self.offset = np.asarray(offset, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, data: np.ndarray, kind: str = "standard") -> FeatureScaler:
+        """Fit on (rows, features) normal data. Constant features get scale 1 (no divide by zero)."""
+        data = np.asarray(data, dtype=np.float64)
+        if kind == "minmax":
+            lo, hi = data.min(axis=0), data.max(axis=0)
+            span = hi - lo
+            return cls(kind, lo, np.where(span > 1e-12, 1.0 / np.where(span > 1e-12, span, 1.0), 1.0))
+        if kind == "standard":
+            mu, sd = data.mean(axis=0), data.std(axis=0)
+            return cls(kind, mu, np.where(sd > 1e-12, 1.0 / np.where(sd > 1e-12, sd, 1.0), 1.0))
+        raise EdgeanomError(f"unknown scaler {kind!r}: expected 'minmax' or 'standard'")
+
+    @classmethod
+    def from_json(cls, spec: Optional[dict[str, Any]]) -> Optional[FeatureScaler]:
+        if not spec:
+            return None
+        return cls(spec["kind"], spec["offset"], spec["scale"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "offset": self.offset.tolist(), "scale": self.scale.tolist()}
+
+    def __call__(self, x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Scale the last axis (features or channels). Returns float32."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[-1] != self.offset.shape[0]:
+            raise EdgeanomError(
+                f"input has {x.shape[-1]} features (shape {x.shape}), the scaler expects {self.offset.shape[0]}"
+            )
+        if out is None:
+            out = np.empty_like(x)
+        np.subtract(x, self.offset, out=out)
+        np.multiply(out, self.scale, out=out)
+        return out
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float32) / self.scale + self.offset
+
+
+def sliding_windows(series: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
+    """(T, C) series -> (W, length, C) windows (a copy), in time order; never shuffled."""
+    series = np.ascontiguousarray(series, dtype=np.float32)
+    if series.ndim != 2:
+        raise EdgeanomError(f"series has shape {series.shape}, expected (time, channels)")
+    if length < 1 or stride < 1:
+        raise EdgeanomError(f"window length and stride must be >= 1, got length={length} stride={stride}")
+    if series.shape[0] < length:
+        return np.empty((0, length, series.shape[1]), dtype=np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(series, length, axis=0)[::stride]  # (W, C, length)
+    return np.ascontiguousarray(view.transpose(0, 2, 1))
+
+
+class Preprocessor:
+    """The bundle's preprocessing for its input kind: frames for images, raw rows/windows for sensors."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.kind = bundle.input_kind
+        self.sample_shape = bundle.input_shape
+        spec = bundle.preprocess
+        self.image = (
+            ImagePreprocessor(spec["image"]["size"], spec["image"]["color"]) if self.kind == "image" else None
+        )
+        self.scaler = FeatureScaler.from_json(spec.get("scaler"))
+        window = spec.get("window") or {}
+        self.window_length = int(window.get("length", 0)) or None
+        self.window_stride = int(window.get("stride", 1))
+
+    def __call__(self, batch: Any) -> np.ndarray:
+        """Images: a list of frames. Windows: (N, T, C) raw values. Vectors: (N, F) raw values."""
+        if self.image is not None:
+            return self.image(batch)
+        x = np.asarray(batch, dtype=np.float32)
+        if x.shape[1:] != tuple(self.sample_shape):
+            raise EdgeanomError(
+                f"input batch has shape {x.shape}, expected (N, {', '.join(map(str, self.sample_shape))})"
+            )
+        return self.scaler(x) if self.scaler is not None else np.ascontiguousarray(x)

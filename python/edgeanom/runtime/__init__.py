@@ -1,0 +1,1 @@
+"""The streaming runtime behind `edgeanom run`: sources -> preprocess -> backend -> scorer -> alarms -> sinks."""

@@ -1,0 +1,38 @@
+"""Records passed from the pipeline to the sinks. Kept tiny and dependency-free so sinks stay decoupled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+import numpy as np
+
+
+@dataclass
+class SampleResult:
+    """One scored frame or window of one stream."""
+
+    stream: int  # index of the stream (order of --camera/--video/--sensor flags)
+    stream_name: str  # e.g. "camera:0", "video:clip.mp4", "sensor:pump.csv"
+    index: int  # 0-based frame/window counter of that stream
+    time: float  # wall-clock UNIX time the frame/window was captured (or replayed)
+    score: float  # raw anomaly score (+inf for non-finite input)
+    normalised: float  # score mapped to [0, 1], threshold at 0.5 (Threshold.normalise)
+    threshold: float
+    flag: bool  # alarm state after this sample (AlarmFilter)
+    latency_ms: float  # capture -> scored
+    events: list[dict[str, Any]] = field(default_factory=list)  # alarm start/end events this sample produced
+    frame: Optional[np.ndarray] = None  # BGR uint8 frame as captured (images only)
+    error_map: Optional[np.ndarray] = None  # float32 HxW at model resolution (images with map scoring)
+
+
+class Sink(Protocol):
+    """Receives every scored sample in order. `close()` must flush and be safe to call twice."""
+
+    def write(self, result: SampleResult) -> None: ...
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """Out-of-band events (stream gap, reconnect, status) that belong to no sample."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,73 @@
+"""From model outputs to anomaly scores (and maps), as the bundle's `score` section says.
+
+This is the one place that decides how a sample's score is computed, for eval, run and bench alike:
+- a fused engine output (``score`` / ``error_map``) is used when the model has one;
+- otherwise the C++ core computes it from input and reconstruction (or embedding vs Deep SVDD centre);
+- scikit-learn baselines output a ``score`` directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from edgeanom import scoring
+from edgeanom.bundle import Bundle
+
+
+@dataclass
+class ScoreResult:
+    scores: np.ndarray  # float32 [N]
+    maps: Optional[np.ndarray] = None  # float32 [N, H, W] (blurred) for image models with map scoring
+
+
+class Scorer:
+    """Scores a batch from the model's named outputs; uses the C++ core for every reduction."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        spec = bundle.score
+        self.metric = str(spec.get("metric", "mse"))
+        self.map = spec.get("map") or None
+        self.center = bundle.center()
+        weights = spec.get("weights")
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32).reshape(bundle.input_shape)
+        onnx = bundle.onnx
+        self.output_name = str(onnx.get("output", "reconstruction"))
+        fused = onnx.get("fused") or {}
+        self.fused_score = fused.get("score")
+        self.fused_map = fused.get("error_map")
+
+    @property
+    def wants_input(self) -> bool:
+        """Whether scoring needs the preprocessed input (False when the engine's fused output suffices)."""
+        if self.map:
+            return self.fused_map is None
+        return self.fused_score is None and self.center is None and self.output_name != "score"
+
+    def __call__(self, x: Optional[np.ndarray], outputs: dict[str, np.ndarray]) -> ScoreResult:
+        if self.map:
+            sigma = float(self.map.get("blur_sigma", 0.0))
+            if self.fused_map and self.fused_map in outputs:
+                maps = np.ascontiguousarray(outputs[self.fused_map], dtype=np.float32)
+                maps = scoring.blur_maps(maps, sigma) if sigma > 0 else maps
+            else:
+                maps = scoring.error_map(x, _contiguous(outputs[self.output_name]), blur_sigma=sigma)
+            mode = str(self.map.get("mode", "topk_mean"))
+            scores = scoring.map_score(maps, mode=mode, k=int(self.map.get("k", 1)))
+            return ScoreResult(scores, maps)
+        if self.fused_score and self.fused_score in outputs:
+            return ScoreResult(np.ascontiguousarray(outputs[self.fused_score], dtype=np.float32).reshape(-1))
+        if self.output_name == "score":
+            return ScoreResult(np.ascontiguousarray(outputs["score"], dtype=np.float32).reshape(-1))
+        out = _contiguous(outputs[self.output_name])
+        if self.center is not None:
+            return ScoreResult(scoring.reconstruction_error(out, self.center, metric="sse"))
+        return ScoreResult(scoring.reconstruction_error(x, out, metric=self.metric, weights=self.weights))
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    if a.dtype not in (np.float32, np.float16):
+        a = a.astype(np.float32)
+    return np.ascontiguousarray(a)
