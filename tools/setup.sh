@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One-shot set-up on a fresh machine: CPU PyTorch first (so no multi-GB CUDA wheels are pulled),
+# then edgeanom with the extras for training, streaming sinks and development.
+# Usage: bash tools/setup.sh [--services]   (--services also apt-installs mosquitto and chromium for the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  # A plain 'torch' requirement would fetch the CUDA build; the CPU build is all training here needs.
+  "$PY" -m pip install --quiet torch==2.13.0 || "$PY" -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
+fi
+"$PY" -m pip install --quiet ".[train,stream,triton,dev]"
+
+if [[ "${1:-}" == "--services" ]]; then
+  need=()
+  command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || need+=(mosquitto)
+  command -v chromium >/dev/null || need+=(chromium)
+  if ((${#need[@]})); then
+    if [[ $(id -u) == 0 ]]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+      echo "setup: cannot install ${need[*]} without root; their tests will be skipped" >&2; exit 0
+    fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
+echo "setup: edgeanom $("$PY" -c 'import edgeanom; print(edgeanom.__version__)') installed"
