@@ -1,0 +1,71 @@
+"""Plain-dict views of samples and events, shared by the MQTT, anomaly and web sinks.
+
+Output is strict JSON: non-finite floats (the +inf score of a non-finite input) become ``null``, so browsers'
+``JSON.parse`` and other strict parsers accept every message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from edgeanom.runtime.types import SampleResult
+
+
+def sample_record(result: SampleResult) -> dict[str, Any]:
+    """The scalar fields of a SampleResult (no pixels), JSON-ready."""
+    return {
+        "time": result.time,
+        "stream": result.stream_name,
+        "stream_id": result.stream,
+        "index": result.index,
+        "score": result.score,
+        "normalised": result.normalised,
+        "threshold": result.threshold,
+        "flag": bool(result.flag),
+        "latency_ms": result.latency_ms,
+    }
+
+
+def event_record(event: dict[str, Any], result: SampleResult | None = None) -> dict[str, Any]:
+    """An alarm or out-of-band event with the context a consumer needs to act on it alone.
+
+    AlarmFilter events carry the stream *id*; the stream name, the sample's time and the threshold are added.
+    """
+    out: dict[str, Any] = {"kind": "event"}
+    out.update(event)
+    if result is not None:
+        out.setdefault("time", result.time)
+        out["stream_id"] = result.stream
+        out["stream"] = result.stream_name
+        out.setdefault("threshold", result.threshold)
+        out.setdefault("score", result.score)
+    out.setdefault("time", time.time())
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Recursively convert NumPy scalars/arrays and non-finite floats into strict-JSON values."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Compact strict JSON of ``value``."""
+    return json.dumps(jsonable(value), separators=(",", ":"), allow_nan=False, default=str)

@@ -1,0 +1,112 @@
+"""`--record OUT.mp4`: the annotated stream as a video file that plays after Ctrl-C or SIGTERM.
+
+Codec: MPEG-4 Part 2 (``mp4v``) in ``.mp4`` — every OpenCV build with FFmpeg writes it and every player reads
+it. If the build cannot, ``avc1`` (H.264) is tried, and as a last resort Motion-JPEG in an ``.avi`` next to
+the requested path; ``VideoRecorder.codec`` and ``.paths`` say what was written. The frame size of each
+file is fixed by its first frame (later frames of another size are resized to it). With several streams,
+stream 0 goes to ``OUT.mp4`` and stream *i* to ``OUT.stream<i>.mp4``. Sensor windows (no frame) are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import cv2
+import numpy as np
+
+from edgeanom.errors import EdgeanomError
+from edgeanom.runtime.annotate import annotate
+from edgeanom.runtime.types import SampleResult
+
+log = logging.getLogger(__name__)
+
+# (fourcc, suffix) in order of preference; None keeps the requested suffix.
+CODECS: tuple[tuple[str, Optional[str]], ...] = (("mp4v", None), ("avc1", None), ("MJPG", ".avi"))
+
+
+class VideoRecorder:
+    """A Sink that writes annotated frames with cv2.VideoWriter; `close()` finalises the files."""
+
+    def __init__(
+        self,
+        path: Path,
+        fps: float,
+        annotator: Callable[[SampleResult], Optional[np.ndarray]] = annotate,
+    ) -> None:
+        self.path = Path(path)
+        self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
+        self.annotator = annotator
+        self.codec: Optional[str] = None  # fourcc actually used, once the first frame is written
+        self.paths: dict[int, Path] = {}  # stream -> file written
+        self.frames_written: dict[int, int] = {}
+        self._writers: dict[int, tuple[cv2.VideoWriter, tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        if not self.path.parent.exists():
+            raise EdgeanomError(f"--record {self.path}: directory {self.path.parent} does not exist")
+        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov", ".avi"):
+            raise EdgeanomError(f"--record {self.path}: use a .mp4 (or .avi) file name")
+
+    def write(self, result: SampleResult) -> None:
+        if self._closed or result.frame is None:
+            return
+        image = self.annotator(result)
+        if image is None:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            writer, size = self._writers.get(result.stream) or self._open(result.stream, image)
+            if (image.shape[1], image.shape[0]) != size:
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            writer.write(np.ascontiguousarray(image))
+            self.frames_written[result.stream] = self.frames_written.get(result.stream, 0) + 1
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        del event  # gaps and reconnects show up as jumps in the caption's frame index
+
+    def close(self) -> None:
+        """Release every writer so the container is finalised (moov atom written); safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for writer, _ in self._writers.values():
+                writer.release()
+            self._writers.clear()
+
+    def _stream_path(self, stream: int, suffix: Optional[str]) -> Path:
+        base = (
+            self.path
+            if stream == 0
+            else self.path.with_name(f"{self.path.stem}.stream{stream}{self.path.suffix}")
+        )
+        return base.with_suffix(suffix) if suffix else base
+
+    def _open(self, stream: int, image: np.ndarray) -> tuple[cv2.VideoWriter, tuple[int, int]]:
+        size = (int(image.shape[1]), int(image.shape[0]))
+        codecs = CODECS if self.path.suffix.lower() != ".avi" else (("MJPG", None),)
+        if self.codec is not None:  # every stream uses the codec the first one got
+            codecs = tuple(c for c in codecs if c[0] == self.codec) + codecs
+        for fourcc, suffix in codecs:
+            target = self._stream_path(stream, suffix)
+            writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
+            if writer.isOpened():
+                if self.codec is None and fourcc != CODECS[0][0]:
+                    log.warning(
+                        "recording with %s to %s (mp4v is not available in this OpenCV)", fourcc, target
+                    )
+                self.codec = fourcc
+                self.paths[stream] = target
+                self._writers[stream] = (writer, size)
+                return writer, size
+            writer.release()
+            if target.exists() and target.stat().st_size == 0:
+                target.unlink()
+        raise EdgeanomError(
+            f"--record {self.path}: OpenCV cannot write video here (tried {', '.join(c for c, _ in codecs)}); "
+            "check the directory is writable and OpenCV was built with FFmpeg"
+        )
