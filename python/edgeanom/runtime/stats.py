@@ -114,6 +114,7 @@ class RunStats:
             "backend": self.backend,
             "uptime_s": round(now - self._start, 3),
             "fps": round(fps, 2),
+            "fps_mean": round(self._frames / max(now - self._start, 1e-9), 2),
             "latency_ms_p50": p50,
             "latency_ms_p99": p99,
             "frames": sum(s["frames"] for s in streams.values()),

@@ -24,6 +24,8 @@ class SampleResult:
     events: list[dict[str, Any]] = field(default_factory=list)  # alarm start/end events this sample produced
     frame: Optional[np.ndarray] = None  # BGR uint8 frame as captured (images only)
     error_map: Optional[np.ndarray] = None  # float32 HxW at model resolution (images with map scoring)
+    smoothed: Optional[float] = None  # score after EWMA smoothing (what the alarm compares), when --ewma
+    ref: Optional[str] = None  # the source's own name for the sample (image file name), when it has one
 
 
 class Sink(Protocol):

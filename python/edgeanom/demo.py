@@ -1,0 +1,175 @@
+"""Synthetic data with anomalies at known places: a scene video and multichannel sensor series.
+
+`edgeanom demo` uses the video to show the whole loop without a camera; tests use both to check that the
+pipeline flags exactly the injected frames and windows. Everything is seeded and generated in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeanom.errors import EdgeanomError
+
+
+@dataclass(frozen=True)
+class Injected:
+    """One injected anomaly: samples [start, end) of the video (frames) or series (rows)."""
+
+    start: int
+    end: int
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULT_VIDEO_ANOMALIES = (("object", 0.58, 0.05), ("scratch", 0.72, 0.04), ("glare", 0.86, 0.05))
+
+
+def scene_texture(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth coloured texture twice the frame size (BGR uint8), which the camera pans across."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    big = 2 * size
+    noise = rng.random((big, big, 3), dtype=np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), sigmaX=big / 24)
+    smooth = (smooth - smooth.min()) / max(float(smooth.max() - smooth.min()), 1e-6)
+    yy, xx = np.mgrid[0:big, 0:big].astype(np.float32)
+    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (xx + 0.5 * yy) / (big / 6))
+    base = 0.65 * smooth + 0.35 * stripes[..., None] * np.array([0.6, 0.8, 1.0], np.float32)
+    return np.clip(40 + 170 * base, 0, 255).astype(np.uint8)
+
+
+def scene_frames(
+    frames: int = 360,
+    size: int = 64,
+    seed: int = 0,
+    anomalies: Optional[list[Injected]] = None,
+    noise: float = 3.0,
+) -> tuple[list[np.ndarray], list[Injected]]:
+    """Frames (BGR uint8, size x size) of a slowly panning textured scene, with anomalies painted in.
+
+    Default anomalies (fractions of the length): a bright object, a dark scratch and a glare patch, all in the
+    last half, so the first half is clean normal footage for training.
+    """
+    if frames < 20 or size < 16:
+        raise EdgeanomError(f"scene needs at least 20 frames of 16x16 pixels, got {frames} of {size}x{size}")
+    if anomalies is None:
+        anomalies = [
+            Injected(int(frac * frames), int(frac * frames) + max(3, int(length * frames)), kind)
+            for kind, frac, length in DEFAULT_VIDEO_ANOMALIES
+        ]
+    rng = np.random.default_rng(seed + 1)
+    texture = scene_texture(size, seed)
+    span = texture.shape[0] - size
+    out = []
+    for t in range(frames):
+        phase = 2 * np.pi * t / max(frames / 3, 1)  # the camera sways back and forth three times
+        ox = int(span / 2 + span / 2 * np.sin(phase) + 0.5)
+        oy = int(span / 4 + span / 4 * np.sin(0.5 * phase) + 0.5)
+        frame = texture[oy : oy + size, ox : ox + size].astype(np.float32)
+        frame += rng.normal(0.0, noise, frame.shape).astype(np.float32)
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        for a in anomalies:
+            if a.start <= t < a.end:
+                _paint(frame, a.kind, t - a.start, rng)
+        out.append(np.ascontiguousarray(frame))
+    return out, list(anomalies)
+
+
+def _paint(frame: np.ndarray, kind: str, step: int, rng: np.random.Generator) -> None:
+    import cv2
+
+    s = frame.shape[0]
+    if kind == "object":  # a bright object crossing the scene
+        cx = int(s * 0.25 + step * s * 0.03) % s
+        cv2.circle(frame, (cx, s // 2), max(3, s // 8), (30, 220, 255), -1)
+    elif kind == "scratch":  # a dark diagonal scratch on the lens
+        cv2.line(frame, (s // 6, s // 5), (5 * s // 6, 4 * s // 5), (10, 10, 10), max(2, s // 24))
+    elif kind == "glare":  # a saturated patch
+        x0, y0 = s // 2, s // 6
+        frame[y0 : y0 + s // 3, x0 : x0 + s // 3] = 255
+    else:
+        raise EdgeanomError(f"unknown anomaly kind {kind!r}: expected object, scratch or glare")
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    """Write frames with OpenCV (mp4v in .mp4, MJPG in .avi); the file is read back to check it decodes."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, float(fps), (w, h))
+    if not writer.isOpened():
+        raise EdgeanomError(f"OpenCV cannot write video '{path}' (no encoder for {path.suffix})")
+    try:
+        for f in frames:
+            writer.write(f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    finally:
+        writer.release()
+    cap = cv2.VideoCapture(str(path))
+    ok = cap.isOpened() and cap.read()[0]
+    cap.release()
+    if not ok:
+        raise EdgeanomError(f"video '{path}' was written but cannot be decoded back")
+    return path
+
+
+def sensor_series(
+    rows: int = 2000,
+    channels: int = 3,
+    seed: int = 0,
+    anomalies: Optional[list[Injected]] = None,
+    noise: float = 0.05,
+) -> tuple[np.ndarray, list[str], list[Injected]]:
+    """(rows, channels) float32 of coupled sinusoids (a machine's vibration, temperature, current...).
+
+    Default anomalies in the last half: a spike burst, a level shift, and a frequency change.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows, dtype=np.float64)
+    freqs = 1.0 / rng.uniform(25, 60, channels)
+    phases = rng.uniform(0, 2 * np.pi, channels)
+    data = np.sin(2 * np.pi * freqs[None] * t[:, None] + phases[None]) + rng.normal(
+        0, noise, (rows, channels)
+    )
+    if anomalies is None:
+        anomalies = [
+            Injected(int(0.6 * rows), int(0.6 * rows) + 20, "spike"),
+            Injected(int(0.75 * rows), int(0.75 * rows) + 40, "shift"),
+            Injected(int(0.9 * rows), int(0.9 * rows) + 40, "frequency"),
+        ]
+    for a in anomalies:
+        seg = slice(a.start, min(a.end, rows))
+        if a.kind == "spike":
+            data[seg] += rng.choice([-4.0, 4.0], size=(seg.stop - seg.start, channels))
+        elif a.kind == "shift":
+            data[seg] += 2.5
+        elif a.kind == "frequency":
+            data[seg] = np.sin(2 * np.pi * 4 * freqs[None] * t[seg, None] + phases[None])
+        else:
+            raise EdgeanomError(f"unknown anomaly kind {a.kind!r}: expected spike, shift or frequency")
+    columns = [f"ch{i}" for i in range(channels)]
+    return data.astype(np.float32), columns, list(anomalies)
+
+
+def write_sensor_csv(
+    path: Path, series: np.ndarray, columns: list[str], time_column: Optional[str] = "t"
+) -> Path:
+    """CSV with a header (time column first when given), one row per sample."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        header = ([time_column] if time_column else []) + list(columns)
+        fh.write(",".join(header) + "\n")
+        for i, row in enumerate(series):
+            values = ",".join(f"{v:.6g}" for v in row)
+            fh.write((f"{i * 0.01:.2f}," if time_column else "") + values + "\n")
+    return path

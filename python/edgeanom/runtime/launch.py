@@ -1,0 +1,181 @@
+"""Assemble a run from plain options: bundle, sources, runner, sinks, pipeline; used by `run` and `demo`.
+
+Everything opened here is closed here, in reverse order, whatever happens (a sink that fails to start
+closes the ones already started; Ctrl-C and SIGTERM still flush every sink).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from edgeanom.backends import open_runner
+from edgeanom.bundle import DEFAULT_BUNDLE_DIR, load_bundle
+from edgeanom.errors import EdgeanomError
+from edgeanom.runtime.alarms import AlarmSettings
+from edgeanom.runtime.pipeline import Pipeline, PipelineConfig, RunSummary
+from edgeanom.runtime.signals import graceful_stop
+from edgeanom.runtime.sources import make_sources
+from edgeanom.runtime.stats import RunStats
+from edgeanom.runtime.types import Sink
+
+
+@dataclass
+class RunOptions:
+    model: Path = DEFAULT_BUNDLE_DIR
+    cameras: list[str] = field(default_factory=list)
+    videos: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    sensors: list[str] = field(default_factory=list)
+    backend: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0
+    batch: int = 8
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
+    events: Optional[Path] = None  # None: stdout
+    events_to_stdout: bool = True  # False: no JSONL at all unless `events` is set (demo prints its own)
+    events_only: bool = False
+    mqtt: Optional[str] = None
+    record: Optional[Path] = None
+    save_anomalies: Optional[Path] = None
+    serve: Optional[str] = None
+    show: bool = False
+    realtime: bool = False
+    rate: Optional[float] = None
+    max_frames: Optional[int] = None
+    duration: Optional[float] = None
+    status_interval: float = 5.0  # 0: no status line
+    install_signal_handlers: bool = True
+
+
+def run_stream(
+    opts: RunOptions,
+    say: Callable[[str], None] = lambda _text: None,
+    extra_sinks: tuple[Sink, ...] = (),
+    on_ready: Optional[Callable[[Pipeline, list[Sink]], None]] = None,
+) -> RunSummary:
+    """Run the streams in `opts` to the end (or a limit, or a signal). `say` gets the human messages."""
+    if not (opts.cameras or opts.videos or opts.images or opts.sensors):
+        raise EdgeanomError(
+            "no input: give --camera, --video, --images or --sensor (several run as one batch)"
+        )
+    if opts.batch < 1:
+        raise EdgeanomError(f"--batch must be >= 1, got {opts.batch}")
+    if opts.show:
+        from edgeanom.runtime.sinks.show import gui_unavailable
+
+        reason = gui_unavailable()
+        if reason:
+            raise EdgeanomError(reason)
+    opts.alarms.validate()
+    bundle = load_bundle(opts.model)
+    sources = make_sources(
+        opts.cameras, opts.videos, opts.images, opts.sensors, realtime=opts.realtime, rate_hz=opts.rate
+    )
+    wants_frames = bool(opts.record or opts.save_anomalies or opts.serve or opts.show)
+    streams = len(sources)
+    runner = open_runner(
+        bundle,
+        opts.backend,
+        opts.precision,
+        max_batch=max(streams * opts.batch, streams),
+        threads=opts.threads,
+        reuse_outputs=True,
+    )
+    with contextlib.ExitStack() as stack:
+        stack.callback(runner.close)
+        say(f"backend: {getattr(runner, 'selection', runner.name)}")
+        stats = RunStats(backend=runner.name)
+        pipeline_ref: list[Pipeline] = []
+
+        def stop(reason: str = "quit") -> None:
+            if pipeline_ref:
+                pipeline_ref[0].stop(reason)
+
+        sinks = _build_sinks(opts, stats, sources, say, stop)
+        config = PipelineConfig(
+            batch=opts.batch,
+            max_batch=max(streams * opts.batch, streams),
+            max_frames=opts.max_frames,
+            duration_s=opts.duration,
+            realtime=opts.realtime,
+            rate_hz=opts.rate,
+            keep_frames=wants_frames,
+            keep_maps=wants_frames,
+        )
+        try:
+            pipeline = Pipeline(
+                bundle,
+                runner,
+                sources,
+                [*sinks, *extra_sinks],
+                alarms=opts.alarms,
+                config=config,
+                stats=stats,
+            )
+        except BaseException:
+            for sink in sinks:
+                with contextlib.suppress(Exception):
+                    sink.close()
+            raise
+        pipeline_ref.append(pipeline)
+        if on_ready is not None:
+            on_ready(pipeline, sinks)
+        say(
+            f"model: {bundle.model_type} ({bundle.input_kind} {list(bundle.input_shape)}), threshold "
+            f"{pipeline.threshold.value:.6g}; streams: {', '.join(s.name for s in sources)}"
+        )
+        guard = graceful_stop(pipeline.stop) if opts.install_signal_handlers else contextlib.nullcontext()
+        with guard:
+            return pipeline.run()
+
+
+def _build_sinks(
+    opts: RunOptions,
+    stats: RunStats,
+    sources: list[Any],
+    say: Callable[[str], None],
+    stop: Callable[..., None],
+) -> list[Sink]:
+    """Sinks in delivery order: events first, so an alarm is on record before anything slower sees it."""
+    from edgeanom.runtime.sinks.jsonl import JsonlSink
+    from edgeanom.runtime.sinks.status import StatusLine
+
+    sinks: list[Sink] = []
+    try:
+        if opts.events is not None or opts.events_to_stdout:
+            sinks.append(JsonlSink(opts.events, samples=not opts.events_only))
+        if opts.status_interval and opts.status_interval > 0:
+            sinks.append(StatusLine(stats, opts.status_interval, echo_events=opts.events is not None))
+        if opts.mqtt:
+            from edgeanom.runtime.sinks.mqtt import MqttSink
+
+            sinks.append(MqttSink(opts.mqtt, stats=stats, status_interval_s=opts.status_interval or 5.0))
+            say(f"publishing events to {opts.mqtt}")
+        if opts.save_anomalies:
+            from edgeanom.runtime.sinks.anomalies import AnomalySaver
+
+            sinks.append(AnomalySaver(Path(opts.save_anomalies)))
+        if opts.record:
+            from edgeanom.runtime.sinks.record import VideoRecorder
+
+            fps = next((s.fps for s in sources if s.kind == "frames" and s.fps), None) or 25.0
+            sinks.append(VideoRecorder(Path(opts.record), fps))
+        if opts.serve:
+            from edgeanom.runtime.sinks.serve import WebServer
+
+            server = WebServer(opts.serve, stats)
+            sinks.append(server)
+            say(f"live view: {server.url}")
+        if opts.show:
+            from edgeanom.runtime.sinks.show import ShowWindow
+
+            sinks.append(ShowWindow(on_quit=lambda: stop("quit")))
+    except BaseException:
+        for sink in reversed(sinks):
+            with contextlib.suppress(Exception):
+                sink.close()
+        raise
+    return sinks

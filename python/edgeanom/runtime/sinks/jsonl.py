@@ -1,0 +1,118 @@
+"""`--events FILE` (default stdout): every sample and every event as one JSON object per line.
+
+Schema (docs/run.md): lines have ``kind`` "sample", "event" or "summary". Each line is written whole and
+flushed, so a reader (or a run stopped by SIGTERM) never sees half a line. Strict JSON: the +inf score of a
+non-finite input is written as null (with ``flag`` true).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+import numpy as np
+
+from edgeanom.errors import EdgeanomError
+from edgeanom.runtime.types import SampleResult
+
+SCHEMA_VERSION = 1
+
+
+def strict(value: Any) -> Any:
+    """NumPy scalars -> Python, non-finite floats -> None (JSON has no inf/NaN)."""
+    if isinstance(value, dict):
+        return {str(k): strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.ndarray):
+        return strict(value.tolist())
+    return value
+
+
+def sample_line(result: SampleResult) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "kind": "sample",
+        "time": round(result.time, 6),
+        "stream": result.stream_name,
+        "stream_id": result.stream,
+        "index": result.index,
+        "score": result.score,
+        "normalised": round(result.normalised, 6),
+        "threshold": result.threshold,
+        "flag": result.flag,
+        "latency_ms": round(result.latency_ms, 3),
+    }
+    if result.smoothed is not None:
+        record["smoothed"] = result.smoothed
+    if result.ref is not None:
+        record["ref"] = result.ref
+    return record
+
+
+def event_line(event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("type") == "summary":
+        return {
+            "kind": "summary",
+            "schema": SCHEMA_VERSION,
+            **{k: v for k, v in event.items() if k != "type"},
+        }
+    return {"kind": "event", **event}
+
+
+class JsonlSink:
+    """Writes to a file (created, truncated) or to stdout. `samples=False` writes events only."""
+
+    def __init__(
+        self, path: Optional[Path] = None, samples: bool = True, stream: Optional[TextIO] = None
+    ) -> None:
+        self.path = path
+        self.samples = samples
+        self._own = False
+        if stream is not None:
+            self._fh: Optional[TextIO] = stream
+        elif path is None:
+            self._fh = sys.stdout
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = path.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise EdgeanomError(f"cannot write events to '{path}': {exc.strerror}") from None
+            self._own = True
+        self.lines = 0
+
+    def _emit(self, records: list[dict[str, Any]]) -> None:
+        if self._fh is None or not records:
+            return
+        text = "".join(json.dumps(strict(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records)
+        self._fh.write(text)
+        self._fh.flush()
+        self.lines += len(records)
+
+    def write(self, result: SampleResult) -> None:
+        records = [sample_line(result)] if self.samples else []
+        records += [event_line(e) for e in result.events]
+        self._emit(records)
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        self._emit([event_line(event)])
+
+    def close(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        try:
+            fh.flush()
+        finally:
+            if self._own:
+                fh.close()

@@ -1,0 +1,130 @@
+"""Tiny hand-built bundles for testing the runtime without training (needs the `onnx` package only).
+
+The model "reconstructs" every sample as one fixed reference (the expected background frame, or an all-zero
+scaled window), so a sample's score is its mean squared distance from that reference: predictable, instant,
+and scored by exactly the same ONNX Runtime + C++ path as a trained model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeanom.bundle import Bundle
+
+
+def _constant_onnx(
+    path: Path, reference: np.ndarray, output: str = "reconstruction", fixed_batch: Optional[int] = None
+) -> None:
+    """ONNX graph: output = input * 0 + reference (broadcast over the batch axis)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    ref = np.ascontiguousarray(reference, dtype=np.float32)[None]
+    batch: Any = fixed_batch if fixed_batch else "batch"
+    dims = [batch, *ref.shape[1:]]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["input", "zero"], ["zeroed"]),
+            helper.make_node("Add", ["zeroed", "reference"], [output]),
+        ],
+        "constant_reference",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, dims)],
+        initializer=[
+            numpy_helper.from_array(np.zeros((1,), np.float32), "zero"),
+            numpy_helper.from_array(ref, "reference"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def image_bundle(
+    path: Path,
+    background: np.ndarray,
+    threshold: float,
+    *,
+    color: str = "gray",
+    score_map: Optional[dict[str, Any]] = None,
+    fixed_batch: Optional[int] = None,
+) -> Bundle:
+    """A bundle whose model expects `background` (uint8 HxW grey or HxWx3 BGR at model size)."""
+    import cv2
+
+    bg = np.asarray(background)
+    h, w = bg.shape[:2]
+    if color == "gray":
+        img = bg if bg.ndim == 2 else cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)
+        ref = img[None].astype(np.float32) / 255.0
+    else:
+        img = cv2.cvtColor(bg, cv2.COLOR_BGR2RGB) if bg.ndim == 3 else cv2.cvtColor(bg, cv2.COLOR_GRAY2RGB)
+        ref = img.transpose(2, 0, 1).astype(np.float32) / 255.0
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    _constant_onnx(path / "model.onnx", ref, fixed_batch=fixed_batch)
+    meta = {
+        "model": {"type": "constant-reference", "family": "torch", "params": {}},
+        "input": {"kind": "image", "shape": list(ref.shape), "names": ["input"]},
+        "preprocess": {
+            "image": {"size": [h, w], "color": color},
+            "scaler": None,
+            "window": None,
+            "columns": None,
+            "time_column": None,
+        },
+        "score": {"metric": "mse", "center": None, "map": score_map},
+        "threshold": {"value": float(threshold), "method": "fixed", "stats": {"min": 0.0}},
+        "onnx": {"file": "model.onnx", "input": "input", "output": "reconstruction", "fused": None},
+        "checkpoint": None,
+    }
+    bundle = Bundle(path, meta)
+    bundle.save()
+    return bundle
+
+
+def window_bundle(
+    path: Path,
+    columns: list[str],
+    length: int,
+    threshold: float,
+    *,
+    stride: int = 1,
+    offset: Optional[list[float]] = None,
+    scale: Optional[list[float]] = None,
+    time_column: Optional[str] = None,
+    kind: str = "window",
+) -> Bundle:
+    """A sensor bundle (windows of `length` rows, or single rows with kind="vector") expecting scaled zeros."""
+    c = len(columns)
+    shape = [length, c] if kind == "window" else [c]
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    _constant_onnx(path / "model.onnx", np.zeros(shape, np.float32))
+    scaler = {
+        "kind": "standard",
+        "offset": list(offset) if offset is not None else [0.0] * c,
+        "scale": list(scale) if scale is not None else [1.0] * c,
+    }
+    meta = {
+        "model": {"type": "constant-reference", "family": "torch", "params": {}},
+        "input": {"kind": kind, "shape": shape, "names": list(columns)},
+        "preprocess": {
+            "image": None,
+            "scaler": scaler,
+            "window": {"length": length, "stride": stride} if kind == "window" else None,
+            "columns": list(columns),
+            "time_column": time_column,
+        },
+        "score": {"metric": "mse", "center": None, "map": None},
+        "threshold": {"value": float(threshold), "method": "fixed", "stats": {"min": 0.0}},
+        "onnx": {"file": "model.onnx", "input": "input", "output": "reconstruction", "fused": None},
+        "checkpoint": None,
+    }
+    bundle = Bundle(path, meta)
+    bundle.save()
+    return bundle
