@@ -1,9 +1,318 @@
-"""Placeholder until the `train` command lands (replaced by its owner)."""
+"""`edgeanom train`: learn normal data (files, or a live camera/video/sensor capture) into a model bundle."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from edgeanom.cli._common import handle_errors
+from edgeanom.errors import EdgeanomError
+
+_MODELS = "dense-ae, vae (vectors); conv-ae, conv-vae (images); window-ae, lstm-ae (sensor windows); deep-svdd (any); iforest, lof, ocsvm (baselines)"
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.command(
+        "train", help="Train an anomaly detector on normal data and write a calibrated model bundle."
+    )(train)
+
+
+@handle_errors
+def train(
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data",
+            "-d",
+            help="Normal training data: image folder/file, video, frame folders, CSV/Parquet table or sensor CSV (or a folder of them).",
+        ),
+    ] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model",
+            "-m",
+            help=f"Model type: {_MODELS}. Default: conv-ae / window-ae / dense-ae by data kind.",
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Bundle directory to write (default ./edgeanom-model)."),
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML file of options (flags override it).")
+    ] = None,
+    camera: Annotated[
+        Optional[str],
+        typer.Option("--camera", help="Capture training frames from this camera (index or URL)."),
+    ] = None,
+    video: Annotated[
+        Optional[Path], typer.Option("--video", help="Train on the frames of this video file.")
+    ] = None,
+    sensor: Annotated[
+        Optional[Path],
+        typer.Option("--sensor", help="Train on this sensor CSV (time column + channels) as windows."),
+    ] = None,
+    duration: Annotated[
+        Optional[float], typer.Option("--duration", help="Seconds to capture from --camera before training.")
+    ] = None,
+    max_frames: Annotated[
+        Optional[int], typer.Option("--max-frames", help="Use at most this many frames.")
+    ] = None,
+    frame_step: Annotated[
+        Optional[int], typer.Option("--frame-step", help="Use every N-th frame of videos/captures.")
+    ] = None,
+    input_kind: Annotated[
+        Optional[str],
+        typer.Option("--input-kind", help="image, window or vector (guessed from the data by default)."),
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default 50).")] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option("--batch-size", help="Mini-batch size (default 16 for images, 64 otherwise)."),
+    ] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 1e-3).")] = None,
+    weight_decay: Annotated[
+        Optional[float],
+        typer.Option("--weight-decay", help="Adam weight decay (default 1e-6 for deep-svdd, else 0)."),
+    ] = None,
+    loss: Annotated[
+        Optional[str], typer.Option("--loss", help="Reconstruction loss: l2 or ssim+l2 (images).")
+    ] = None,
+    patience: Annotated[
+        Optional[int],
+        typer.Option("--patience", help="Stop after this many epochs without a better validation loss."),
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="auto (CUDA when present), cpu or cuda[:N].")
+    ] = None,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", help="CPU threads for torch and ONNX Runtime (default min(2, cores))."),
+    ] = None,
+    val_fraction: Annotated[
+        Optional[float],
+        typer.Option(
+            "--val-fraction",
+            help="Share of normal data held out for validation and calibration (default 0.2).",
+        ),
+    ] = None,
+    threshold: Annotated[
+        Optional[str],
+        typer.Option(
+            "--threshold",
+            help="percentile:Q, contamination:P, sigma:K, fpr:R or f1 (labelled validation data). Default percentile:99.",
+        ),
+    ] = None,
+    image_size: Annotated[
+        Optional[str], typer.Option("--image-size", help="Model input size N or HxW (default 128).")
+    ] = None,
+    color: Annotated[
+        Optional[str],
+        typer.Option("--color", help="auto, gray or rgb (auto: gray when the frames have no colour)."),
+    ] = None,
+    blur_sigma: Annotated[
+        Optional[float],
+        typer.Option(
+            "--blur-sigma",
+            help="Gaussian blur of the error map before scoring (default 2 at 128 px, scaled with size).",
+        ),
+    ] = None,
+    topk: Annotated[
+        Optional[int],
+        typer.Option(
+            "--topk", help="Image score = mean of the k largest error-map pixels (default 1% of pixels)."
+        ),
+    ] = None,
+    scaler: Annotated[
+        Optional[str],
+        typer.Option("--scaler", help="minmax or standard (default minmax for vae, standard otherwise)."),
+    ] = None,
+    columns: Annotated[
+        Optional[str],
+        typer.Option("--columns", help="Comma-separated feature columns (default: every numeric column)."),
+    ] = None,
+    ignore_columns: Annotated[
+        Optional[str], typer.Option("--ignore-columns", help="Comma-separated columns to leave out.")
+    ] = None,
+    label_column: Annotated[
+        Optional[str],
+        typer.Option(
+            "--label-column",
+            help="Label column (1 = anomaly; default 'label' when present); never trained on.",
+        ),
+    ] = None,
+    time_column: Annotated[
+        Optional[str],
+        typer.Option(
+            "--time-column",
+            help="Time column of a sensor CSV (default: one named time/timestamp/datetime/date).",
+        ),
+    ] = None,
+    drop_na: Annotated[
+        Optional[bool],
+        typer.Option("--drop-na", help="Drop rows with missing or non-finite values instead of failing."),
+    ] = None,
+    window: Annotated[
+        Optional[int], typer.Option("--window", help="Sensor window length in samples (default 64).")
+    ] = None,
+    stride: Annotated[
+        Optional[int], typer.Option("--stride", help="Step between windows (default 1).")
+    ] = None,
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--labels",
+            help="Labels for the training data (known anomalies are held out and used for calibration).",
+        ),
+    ] = None,
+    val_data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--val-data", help="Labelled validation data for calibration (e.g. for --threshold f1)."
+        ),
+    ] = None,
+    val_labels: Annotated[
+        Optional[Path], typer.Option("--val-labels", help="Labels file for --val-data.")
+    ] = None,
+    latent: Annotated[
+        Optional[int],
+        typer.Option("--latent", help="Latent size (vae, conv-ae, conv-vae, window-ae, lstm-ae)."),
+    ] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="KL weight of vae / conv-vae.")] = None,
+    param: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--param", help="Model hyper-parameter NAME=VALUE (repeatable), e.g. --param hidden=64,32."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Train on normal data; Ctrl-C stops training and still writes the best bundle so far."""
+    from edgeanom.train.api import train_bundle
+    from edgeanom.train.config import parse_param
+
+    sources = [
+        n
+        for n, v in (("--data", data), ("--camera", camera), ("--video", video), ("--sensor", sensor))
+        if v is not None
+    ]
+    if len(sources) > 1:
+        raise EdgeanomError(f"give one data source, got {', '.join(sources)}")
+    params: dict[str, Any] = dict(parse_param(p) for p in (param or []))
+    for name, value in (("latent", latent), ("beta", beta)):
+        if value is not None:
+            params[name] = value
+    options: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "loss": loss,
+        "patience": patience,
+        "seed": seed,
+        "device": device,
+        "threads": threads,
+        "val_fraction": val_fraction,
+        "threshold": threshold,
+        "image_size": image_size,
+        "color": color,
+        "blur_sigma": blur_sigma,
+        "topk": topk,
+        "scaler": scaler,
+        "columns": columns,
+        "ignore_columns": ignore_columns,
+        "label_column": label_column,
+        "time_column": time_column,
+        "drop_na": drop_na,
+        "window": window,
+        "stride": stride,
+        "input_kind": "window" if sensor is not None and input_kind is None else input_kind,
+        "max_frames": max_frames,
+        "frame_step": frame_step,
+        "val_data": val_data,
+        "val_labels": val_labels,
+        "progress": False if quiet else None,
+        **({"params": params} if params else {}),
+    }
+    if camera is not None:
+        frames = capture_camera(camera, duration, max_frames)
+        bundle = train_bundle(frames=frames, model=model, out=out, config=config, **options)
+    else:
+        source = data or video or sensor
+        if source is None and config is None:
+            raise EdgeanomError(
+                "no training data: give --data PATH (or --camera/--video/--sensor, or --config)"
+            )
+        bundle = train_bundle(source, model=model, out=out, config=config, labels=labels, **options)
+    if not quiet:
+        print_summary(bundle)
+
+
+def capture_camera(camera: str, duration: Optional[float], max_frames: Optional[int]) -> list[Any]:
+    """Frames from a live camera for `duration` seconds (or `max_frames` frames), via the runtime sources."""
+    import time
+
+    try:
+        from edgeanom.runtime import sources
+    except ImportError:
+        raise EdgeanomError("camera capture needs edgeanom.runtime.sources, which this build lacks") from None
+    if duration is None and max_frames is None:
+        raise EdgeanomError(
+            "--camera needs --duration SECONDS or --max-frames N (how much normal scene to learn)"
+        )
+    src = sources.open_camera(camera) if hasattr(sources, "open_camera") else sources.CameraSource(camera)
+    frames: list[Any] = []
+    deadline = time.monotonic() + (duration if duration is not None else float("inf"))
+    try:
+        for item in src:
+            frames.append(getattr(item, "frame", item))
+            if time.monotonic() >= deadline or (max_frames is not None and len(frames) >= max_frames):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
+    if not frames:
+        raise EdgeanomError(f"camera {camera}: no frames captured")
+    return frames
+
+
+def print_summary(bundle: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    meta = bundle.meta
+    train = meta["model"].get("train", {})
+    t = bundle.threshold
+    table = Table(title=f"bundle {bundle.path}", show_header=False)
+    table.add_row("model", f"{bundle.model_type}  {meta['model']['params']}")
+    table.add_row("input", f"{bundle.input_kind} {list(bundle.input_shape)}")
+    d = meta["data"]
+    table.add_row(
+        "data",
+        f"{d['n_train']} train, {d['n_val_normal']} val normal, {d['n_val_anomalous']} val anomalous"
+        + (f", {d['n_skipped']} unreadable skipped" if d.get("n_skipped") else ""),
+    )
+    if "best_epoch" in train:
+        note = (
+            " (interrupted)"
+            if train.get("interrupted")
+            else " (early stop)"
+            if train.get("stopped_early")
+            else ""
+        )
+        table.add_row(
+            "training",
+            f"best epoch {train['best_epoch']}/{train['epochs_run']}{note}, val loss {train['best_val_loss']:.5g}, {train['seconds']:.1f} s",
+        )
+    table.add_row(
+        "threshold",
+        f"{t.value:.6g} ({t.method}); held-out normal scores mean {t.stats['mean']:.4g}, max {t.stats['max']:.4g}",
+    )
+    Console(stderr=True).print(table)

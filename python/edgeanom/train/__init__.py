@@ -1,0 +1,4 @@
+"""Training: models, data loaders, the training loop, calibration and bundle writing (`train_bundle`).
+
+Needs the `train` extra (torch, scikit-learn, skl2onnx, pandas); nothing here is imported by `run`.
+"""

@@ -1,0 +1,375 @@
+"""`train_bundle`: normal data in, a calibrated model bundle out (the function behind `edgeanom train`).
+
+Steps: load data -> hold out validation -> preprocess with the deployed pipeline -> train (torch) or fit
+(scikit-learn) -> export FP32 ONNX -> score held-out data through ONNX Runtime and the C++ scorer ->
+calibrate the threshold -> write the bundle. Everything is written to a staging folder first and moved into
+place at the end (bundle.json last), so an existing bundle is never left half-overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeanom._version import __version__
+from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle
+from edgeanom.errors import EdgeanomError
+from edgeanom.train import data as loaders
+from edgeanom.train.config import TrainOptions, build_options
+from edgeanom.train.models import BASELINES, DEFAULT_MODEL, model_kinds
+from edgeanom.train.prepare import (
+    Prepared,
+    prepare_images,
+    prepare_vectors,
+    prepare_windows,
+    preprocess_frames,
+)
+
+KINDS = ("image", "window", "vector")
+
+
+def train_bundle(
+    data: Any = None,
+    model: Optional[str] = None,
+    out: Any = None,
+    *,
+    frames: Any = None,
+    table: Any = None,
+    series: Any = None,
+    labels: Any = None,
+    config: Any = None,
+    **options: Any,
+) -> Bundle:
+    """Train on normal data and write a bundle to `out` (default ./edgeanom-model); returns the loaded bundle.
+
+    Give data as a path (`data`: image/video folder or file, CSV/Parquet table or sensor CSV) or in memory:
+    `frames` (list of BGR uint8 arrays), `table` (array or DataFrame of rows) or `series` ((T, C) array or
+    DataFrame). `labels` (1 = anomaly) mark known anomalies, which are held out of training and used for
+    calibration. Options are TrainOptions fields (epochs, batch_size, lr, image_size, color, window,
+    stride, scaler, threshold, val_fraction, seed, device, loss, ...); other keywords are model
+    hyper-parameters (e.g. latent=10, beta=0.1). `config` is a YAML file whose values the keywords override.
+    """
+    opts = build_options(config, model=model, out=None if out is None else str(out), **options)
+    given = [
+        n
+        for n, v in (("data", data), ("frames", frames), ("table", table), ("series", series))
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise EdgeanomError(
+            f"give exactly one of data=, frames=, table=, series= (got {', '.join(given) or 'none'})"
+        )
+    kind = _input_kind(opts, data, frames, table, series)
+    model_type = opts.model or DEFAULT_MODEL[kind]
+    if kind not in model_kinds(model_type):
+        raise EdgeanomError(
+            f"model {model_type!r} takes {' or '.join(model_kinds(model_type))} input, the data are {kind}s"
+        )
+    _check_threshold_spec(opts)
+    prepared = _prepare(kind, opts, model_type, data, frames, table, series, labels)
+    if opts.val_data is not None:
+        _add_validation_data(prepared, opts)
+    return _train_and_write(prepared, opts, model_type)
+
+
+def _check_threshold_spec(opts: TrainOptions) -> None:
+    from edgeanom.train.calibrate import parse_method
+
+    parse_method(opts.threshold)
+
+
+def _input_kind(opts: TrainOptions, data: Any, frames: Any, table: Any, series: Any) -> str:
+    if opts.input_kind is not None:
+        if opts.input_kind not in KINDS:
+            raise EdgeanomError(f"--input-kind must be one of {', '.join(KINDS)}, got {opts.input_kind!r}")
+        return str(opts.input_kind)
+    if frames is not None:
+        return "image"
+    if table is not None:
+        return "vector"
+    if series is not None:
+        return "window"
+    if opts.model and len(model_kinds(opts.model)) == 1:
+        return model_kinds(opts.model)[0]
+    if not isinstance(data, (str, os.PathLike)):
+        raise EdgeanomError("data= must be a path; pass arrays as frames=, table= or series=")
+    return loaders.guess_kind(data)
+
+
+def _load_tables(source: Any, opts: TrainOptions, labels: Any, detect_time: bool) -> list[loaders.Table]:
+    return loaders.load_tables(
+        source,
+        columns=opts.columns,
+        label_column=opts.label_column,
+        time_column=opts.time_column,
+        detect_time=detect_time,
+        drop_na=opts.drop_na,
+        labels=labels,
+        ignore_columns=opts.ignore_columns,
+    )
+
+
+def _image_records(source: Any, labels: Any, opts: TrainOptions) -> tuple[Any, bool, str, Any]:
+    """(records, ordered, description, skipped-list getter) for a path or a list of frames."""
+    if isinstance(source, (str, os.PathLike)):
+        folder = loaders.ImageSource(
+            source, labels=labels, frame_step=opts.frame_step, max_frames=opts.max_frames
+        )
+        return folder, folder.ordered, str(source), lambda: folder.skipped
+    frames = list(source)
+    if opts.max_frames is not None:
+        frames = frames[: int(opts.max_frames)]
+    return loaders.memory_frames(frames[:: max(1, int(opts.frame_step))], labels), True, "frames", list
+
+
+def _prepare(
+    kind: str,
+    opts: TrainOptions,
+    model_type: str,
+    data: Any,
+    frames: Any,
+    table: Any,
+    series: Any,
+    labels: Any,
+) -> Prepared:
+    if kind == "image":
+        if table is not None or series is not None:
+            raise EdgeanomError("image models need images: pass frames= or a folder/video path")
+        records, ordered, source, skipped = _image_records(
+            frames if frames is not None else data, labels, opts
+        )
+        return prepare_images(records, ordered, opts, source, skipped)
+    source = next(v for v in (data, table, series) if v is not None)
+    if frames is not None:
+        raise EdgeanomError(f"{kind} models need numbers: pass table=, series= or a CSV/Parquet path")
+    tables = _load_tables(source, opts, labels, detect_time=kind == "window")
+    if kind == "vector":
+        return prepare_vectors(tables, opts, model_type)
+    return prepare_windows(tables, opts, model_type)
+
+
+def _add_validation_data(prepared: Prepared, opts: TrainOptions) -> None:
+    """Preprocess a labelled validation set exactly like the training data and add it for calibration."""
+    from edgeanom.preprocess import FeatureScaler, sliding_windows
+    from edgeanom.train.prepare import label_windows
+
+    if prepared.kind == "image":
+        spec = prepared.preprocess["image"]
+        records, _, _, _ = _image_records(opts.val_data, opts.val_labels, opts)
+        x, recs, _ = preprocess_frames(records, tuple(spec["size"]), spec["color"])
+        y = np.array([r.label or 0 for r in recs], dtype=np.int8)
+    else:
+        scaler = FeatureScaler.from_json(prepared.preprocess["scaler"])
+        assert scaler is not None
+        tables = loaders.load_tables(
+            opts.val_data,
+            columns=prepared.names,
+            label_column=opts.label_column,
+            time_column=opts.time_column,
+            detect_time=prepared.kind == "window",
+            drop_na=opts.drop_na,
+            labels=opts.val_labels,
+        )
+        if prepared.kind == "vector":
+            x = scaler(np.concatenate([t.values for t in tables]))
+            y = np.concatenate(
+                [t.labels if t.labels is not None else np.zeros(len(t.values), np.int8) for t in tables]
+            )
+        else:
+            length, stride = prepared.shape[0], int(prepared.preprocess["window"]["stride"])
+            x = np.concatenate([sliding_windows(scaler(t.values), length, stride) for t in tables])
+            y = np.concatenate([label_windows(t.labels, length, stride, len(t.values)) for t in tables])
+    prepared.val_x = np.concatenate([prepared.val_x, x[y == 0]])
+    if (y == 1).any():
+        extra = x[y == 1]
+        prev = prepared.val_anomalous_x
+        prepared.val_anomalous_x = extra if prev is None else np.concatenate([prev, extra])
+    prepared.info["validation_data"] = {
+        "source": str(opts.val_data),
+        "n_normal": int((y == 0).sum()),
+        "n_anomalous": int((y == 1).sum()),
+    }
+
+
+# --- training, export, calibration -------------------------------------------------------------------------
+def _threads(opts: TrainOptions) -> int:
+    return int(opts.threads) if opts.threads else max(1, min(2, os.cpu_count() or 1))
+
+
+def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) -> Bundle:
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
+    try:
+        meta = _base_meta(prepared, model_type)
+        if model_type in BASELINES:
+            _fit_baseline(prepared, opts, model_type, staging, meta)
+        else:
+            _fit_torch(prepared, opts, model_type, staging, meta)
+        bundle = Bundle(staging, meta)
+        _calibrate(bundle, prepared, opts)
+        bundle.save()
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_bundle(out)
+
+
+def _base_meta(prepared: Prepared, model_type: str) -> dict[str, Any]:
+    score_map = prepared.info.pop("score_map", None)
+    return {
+        "schema_version": 1,
+        "edgeanom_version": __version__,
+        "model": {
+            "type": model_type,
+            "family": "sklearn" if model_type in BASELINES else "torch",
+            "params": {},
+        },
+        "input": {"kind": prepared.kind, "shape": list(prepared.shape), "names": prepared.names},
+        "preprocess": prepared.preprocess,
+        "score": {"metric": "mse", "center": None, "map": score_map if model_type != "deep-svdd" else None},
+        "threshold": None,
+        "onnx": None,
+        "checkpoint": None,
+        "history": [],
+        "data": {
+            "fingerprint": prepared.fingerprint(),
+            "n_train": len(prepared.train_x),
+            "n_val_normal": len(prepared.val_x),
+            "n_val_anomalous": 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x),
+            **prepared.info,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _fit_torch(
+    prepared: Prepared, opts: TrainOptions, model_type: str, staging: Path, meta: dict[str, Any]
+) -> None:
+    import torch
+
+    from edgeanom.train.checkpoint import TORCH_CHECKPOINT, save_torch
+    from edgeanom.train.losses import get_loss
+    from edgeanom.train.models import build_model
+    from edgeanom.train.onnx_fp32 import export_onnx
+    from edgeanom.train.trainer import fit, resolve_device
+
+    device = resolve_device(opts.device)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(_threads(opts))
+    try:
+        torch.manual_seed(opts.seed)
+        net = build_model(model_type, prepared.shape, opts.params)
+        batch = int(opts.batch_size or (16 if prepared.kind == "image" else 64))
+        wd = float(
+            opts.weight_decay
+            if opts.weight_decay is not None
+            else (1e-6 if model_type == "deep-svdd" else 0.0)
+        )
+        result = fit(
+            net,
+            prepared.train_x,
+            prepared.val_x,
+            loss_fn=get_loss(opts.loss, prepared.kind),
+            epochs=int(opts.epochs),
+            batch_size=batch,
+            lr=float(opts.lr),
+            weight_decay=wd,
+            device=device,
+            seed=int(opts.seed),
+            patience=opts.patience,
+            progress=bool(opts.progress),
+        )
+        save_torch(net, staging / TORCH_CHECKPOINT)
+        parity = export_onnx(net, staging / "model.onnx", seed=int(opts.seed))
+    finally:
+        torch.set_num_threads(previous_threads)
+    meta["model"]["params"] = net.params
+    meta["model"]["train"] = {
+        "epochs": int(opts.epochs),
+        "batch_size": batch,
+        "lr": float(opts.lr),
+        "weight_decay": wd,
+        "loss": opts.loss,
+        "seed": int(opts.seed),
+        "device": device,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "epochs_run": len(result.history),
+        "interrupted": result.interrupted,
+        "stopped_early": result.stopped_early,
+        "seconds": round(result.seconds, 3),
+    }
+    meta["history"] = result.history
+    meta["checkpoint"] = TORCH_CHECKPOINT
+    meta["onnx"] = {
+        "file": "model.onnx",
+        "input": "input",
+        "output": net.output_name,
+        "fused": None,
+        "fp16_file": None,
+        "parity": parity,
+    }
+    if model_type == "deep-svdd":
+        np.save(staging / "center.npy", net.center.detach().cpu().numpy().astype(np.float32))
+        meta["score"] = {"metric": "sse", "center": "center.npy", "map": None}
+
+
+def _fit_baseline(
+    prepared: Prepared, opts: TrainOptions, model_type: str, staging: Path, meta: dict[str, Any]
+) -> None:
+    from edgeanom.train.baselines import export_baseline, fit_baseline
+    from edgeanom.train.checkpoint import SKLEARN_CHECKPOINT, save_sklearn
+
+    started = time.perf_counter()
+    estimator, params = fit_baseline(model_type, prepared.train_x, opts.params, seed=int(opts.seed))
+    seconds = time.perf_counter() - started
+    save_sklearn(estimator, staging / SKLEARN_CHECKPOINT)
+    parity = export_baseline(estimator, prepared.shape, staging / "model.onnx")
+    meta["model"]["params"] = params
+    meta["model"]["train"] = {"seed": int(opts.seed), "seconds": round(seconds, 3)}
+    meta["checkpoint"] = SKLEARN_CHECKPOINT
+    meta["score"] = {"metric": "model", "center": None, "map": None}
+    meta["onnx"] = {
+        "file": "model.onnx",
+        "input": "input",
+        "output": "score",
+        "fused": None,
+        "fp16_file": None,
+        "parity": parity,
+    }
+
+
+def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
+    """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics."""
+    from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
+    from edgeanom.inference import score_arrays
+    from edgeanom.train.calibrate import calibrate
+
+    batch = 16 if prepared.kind == "image" else 256
+    with OnnxRuntimeRunner(
+        bundle.onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=_threads(opts)
+    ) as runner:
+        normal = score_arrays(bundle, runner, prepared.val_x, batch, preprocessed=True).scores
+        anomalous = (
+            score_arrays(bundle, runner, prepared.val_anomalous_x, batch, preprocessed=True).scores
+            if prepared.val_anomalous_x is not None
+            else None
+        )
+    threshold = calibrate(opts.threshold, normal, anomalous)
+    bundle.meta["threshold"] = threshold.to_json()
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move staged files into `out`; bundle.json goes last so readers see the old or the new bundle."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in staging.iterdir() if p.is_file() and p.name != BUNDLE_FILE)
+    for p in files:
+        p.replace(out / p.name)
+    (staging / BUNDLE_FILE).replace(out / BUNDLE_FILE)

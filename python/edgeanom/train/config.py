@@ -1,0 +1,108 @@
+"""Training options: defaults, a YAML config file, and keyword/flag overrides (flags win)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from edgeanom.errors import EdgeanomError
+
+
+@dataclass
+class TrainOptions:
+    """Everything `train` can be told. Names match the CLI flags (with '-' for '_') and config keys."""
+
+    model: Optional[str] = None  # default: conv-ae / window-ae / dense-ae by input kind
+    out: str = "edgeanom-model"
+    input_kind: Optional[str] = None  # image | window | vector (guessed from the data when unset)
+    epochs: int = 50
+    batch_size: Optional[int] = None  # default: 16 for images, 64 otherwise
+    lr: float = 1e-3
+    weight_decay: Optional[float] = None  # default: 1e-6 for deep-svdd, 0 otherwise
+    loss: str = "l2"  # l2 | ssim+l2
+    patience: Optional[int] = None  # stop after this many epochs without a better validation loss
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: Optional[int] = None  # torch/ORT CPU threads (default: min(2, cores))
+    val_fraction: float = 0.2
+    threshold: str = "percentile:99"
+    # images
+    image_size: Optional[Any] = None  # int or [H, W]; default 128
+    color: str = "auto"  # auto | gray | rgb
+    frame_step: int = 1
+    max_frames: Optional[int] = None
+    blur_sigma: Optional[float] = None  # default: 2 * min(H, W) / 128
+    map_mode: str = "topk_mean"
+    topk: Optional[int] = None  # default: 1% of the pixels
+    # tables and series
+    scaler: Optional[str] = None  # minmax | standard (default: minmax for vae, standard otherwise)
+    columns: Optional[list[str]] = None
+    ignore_columns: list[str] = field(default_factory=list)
+    label_column: Optional[str] = None
+    time_column: Optional[str] = None
+    drop_na: bool = False
+    window: int = 64
+    stride: int = 1
+    # labelled validation data (for --threshold f1)
+    val_data: Optional[Any] = None
+    val_labels: Optional[Any] = None
+    progress: bool = True
+    params: dict[str, Any] = field(default_factory=dict)  # model hyper-parameters
+
+
+_FIELDS = {f.name for f in dataclasses.fields(TrainOptions)}
+_LIST_FIELDS = ("columns", "ignore_columns")
+
+
+def read_config(path: Optional[Any]) -> dict[str, Any]:
+    """The mapping in a YAML config file ({} for None)."""
+    if path is None:
+        return {}
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise EdgeanomError(f"config file '{p}' does not exist")
+    try:
+        spec = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise EdgeanomError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise EdgeanomError(f"{p}: expected a mapping of option names to values at the top level")
+    return spec
+
+
+def build_options(config: Optional[Any] = None, **overrides: Any) -> TrainOptions:
+    """Defaults < config file < overrides (None overrides are ignored). Unknown names are model params."""
+    opts = TrainOptions()
+    params: dict[str, Any] = {}
+    for source in (read_config(config), {k: v for k, v in overrides.items() if v is not None}):
+        for raw_key, value in source.items():
+            key = str(raw_key).replace("-", "_")
+            if key == "params":
+                if not isinstance(value, dict):
+                    raise EdgeanomError(
+                        f"'params' must be a mapping of hyper-parameter names to values, got {value!r}"
+                    )
+                params.update({str(k).replace("-", "_"): v for k, v in value.items()})
+            elif key in _FIELDS:
+                if key in _LIST_FIELDS and isinstance(value, str):
+                    value = [c.strip() for c in value.split(",") if c.strip()]
+                setattr(opts, key, value)
+            else:
+                params[key] = value
+    opts.params = params
+    return opts
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """'latent=10' -> ('latent', 10); 'hidden=64,32' -> ('hidden', [64, 32]); values parsed as YAML."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise EdgeanomError(f"--param {text!r}: expected NAME=VALUE, e.g. --param latent=10")
+    parsed = yaml.safe_load(f"[{value}]") if "," in value else yaml.safe_load(value)
+    return key.strip().replace("-", "_"), parsed

@@ -1,0 +1,266 @@
+"""Turn loaded data into model-ready train / validation tensors, using the deployed preprocessing.
+
+Images go through `ImagePreprocessor`; tables and windows through a `FeatureScaler` fitted on training normal
+data only. Validation is held out before anything is fitted: a random split for still images and table rows,
+the tail of every sequence for video frames and sensor series (never shuffled across time). Samples labelled
+anomalous in the training data are never trained on; they join the validation set (used by `--threshold f1`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeanom.errors import EdgeanomError
+from edgeanom.preprocess import FeatureScaler, ImagePreprocessor, sliding_windows
+from edgeanom.train.config import TrainOptions
+from edgeanom.train.data import (
+    FrameRecord,
+    Table,
+    is_gray_content,
+    random_split,
+    split_counts,
+    temporal_split,
+)
+
+CHUNK = 64
+
+
+@dataclass
+class Prepared:
+    """Model-ready arrays plus everything the bundle must record about how they were made."""
+
+    kind: str
+    shape: tuple[int, ...]
+    train_x: np.ndarray
+    val_x: np.ndarray  # held-out normal samples
+    val_anomalous_x: Optional[np.ndarray]  # labelled anomalies (calibration only)
+    preprocess: dict[str, Any]
+    names: Optional[list[str]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for a in (self.train_x, self.val_x):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+
+def image_size(value: Any) -> tuple[int, int]:
+    """128 -> (128, 128); [96, 128] or '96x128' -> (96, 128)."""
+    if value is None:
+        return (128, 128)
+    if isinstance(value, str):
+        parts = value.lower().replace(",", "x").split("x")
+        value = [int(p) for p in parts if p.strip()]
+    if isinstance(value, (int, np.integer)):
+        value = [int(value), int(value)]
+    size = [int(v) for v in value]
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 8:
+        raise EdgeanomError(f"--image-size must be N or HxW with sides >= 8, got {value!r}")
+    return size[0], size[1]
+
+
+# --- images -----------------------------------------------------------------------------------------------
+def preprocess_frames(
+    records: Iterable[FrameRecord], size: tuple[int, int], color: str
+) -> tuple[np.ndarray, list[FrameRecord], str]:
+    """Decode-order records -> (N, C, H, W) float32 via ImagePreprocessor; frames are dropped after use.
+
+    `color='auto'` picks gray when the first frames have no colour. Returned records keep metadata only.
+    """
+    it: Iterator[FrameRecord] = iter(records)
+    head = list(itertools.islice(it, 8))
+    if not head:
+        raise EdgeanomError("no frames could be decoded")
+    if color == "auto":
+        color = "gray" if is_gray_content([r.frame for r in head]) else "rgb"
+    pre = ImagePreprocessor(size, color)
+    chunks: list[np.ndarray] = []
+    kept: list[FrameRecord] = []
+    pending: list[FrameRecord] = []
+
+    def flush() -> None:
+        if pending:
+            out = np.empty((len(pending), *pre.sample_shape), dtype=np.float32)
+            chunks.append(pre([r.frame for r in pending], out=out))
+            for r in pending:
+                r.frame = np.empty(0, dtype=np.uint8)  # release the decoded frame
+            kept.extend(pending)
+            pending.clear()
+
+    for rec in itertools.chain(head, it):
+        pending.append(rec)
+        if len(pending) >= CHUNK:
+            flush()
+    flush()
+    return np.concatenate(chunks), kept, color
+
+
+def prepare_images(
+    records: Iterable[FrameRecord], ordered: bool, opts: TrainOptions, source: str, skipped: Any
+) -> Prepared:
+    size = image_size(opts.image_size)
+    try:
+        x, recs, color = preprocess_frames(records, size, opts.color)
+    except EdgeanomError as exc:
+        if str(exc) != "no frames could be decoded":
+            raise
+        n_bad = len(skipped()) if callable(skipped) else 0
+        raise EdgeanomError(
+            f"{source}: none of the images could be decoded ({n_bad} unreadable files)"
+        ) from None
+    labels = np.array([r.label or 0 for r in recs], dtype=np.int8)
+    normal = np.flatnonzero(labels == 0)
+    if ordered:
+        tr, va = temporal_split([recs[i].sequence for i in normal], opts.val_fraction, "frames")
+    else:
+        tr, va = random_split(normal.size, opts.val_fraction, opts.seed, "images")
+    anomalous = np.flatnonzero(labels == 1)
+    h, w = size
+    sigma = float(opts.blur_sigma) if opts.blur_sigma is not None else round(2.0 * min(h, w) / 128.0, 3)
+    k = int(opts.topk) if opts.topk is not None else max(1, round(0.01 * h * w))
+    bad = skipped() if callable(skipped) else []
+    info = {
+        "source": source,
+        "n_frames": len(recs),
+        "n_skipped": len(bad),
+        "skipped": list(bad)[:20],
+        "n_anomalous_in_training_data": int(anomalous.size),
+        "split": "temporal" if ordered else "random",
+        "score_map": {"blur_sigma": sigma, "mode": opts.map_mode, "k": k},
+    }
+    return Prepared(
+        kind="image",
+        shape=(1 if color == "gray" else 3, h, w),
+        train_x=x[normal[tr]],
+        val_x=x[normal[va]],
+        val_anomalous_x=x[anomalous] if anomalous.size else None,
+        preprocess={
+            "image": {"size": [h, w], "color": color},
+            "scaler": None,
+            "window": None,
+            "columns": None,
+            "time_column": None,
+        },
+        names=None,
+        info=info,
+    )
+
+
+# --- vectors ----------------------------------------------------------------------------------------------
+def default_scaler(opts: TrainOptions, model_type: str) -> str:
+    return opts.scaler or ("minmax" if model_type == "vae" else "standard")
+
+
+def prepare_vectors(tables: list[Table], opts: TrainOptions, model_type: str) -> Prepared:
+    x = np.concatenate([t.values for t in tables])
+    labels = np.concatenate(
+        [t.labels if t.labels is not None else np.zeros(len(t.values), np.int8) for t in tables]
+    )
+    normal = np.flatnonzero(labels == 0)
+    anomalous = np.flatnonzero(labels == 1)
+    tr, va = random_split(normal.size, opts.val_fraction, opts.seed, "rows")
+    scaler = FeatureScaler.fit(x[normal[tr]], default_scaler(opts, model_type))
+    columns = tables[0].columns
+    return Prepared(
+        kind="vector",
+        shape=(len(columns),),
+        train_x=scaler(x[normal[tr]]),
+        val_x=scaler(x[normal[va]]),
+        val_anomalous_x=scaler(x[anomalous]) if anomalous.size else None,
+        preprocess={
+            "image": None,
+            "scaler": scaler.to_json(),
+            "window": None,
+            "columns": columns,
+            "time_column": None,
+        },
+        names=columns,
+        info=_table_info(tables, anomalous.size, "random"),
+    )
+
+
+def _table_info(tables: list[Table], n_anomalous: int, split: str) -> dict[str, Any]:
+    return {
+        "source": ", ".join(t.source for t in tables[:5]) + (" ..." if len(tables) > 5 else ""),
+        "n_files": len(tables),
+        "n_rows": int(sum(len(t.values) for t in tables)),
+        "n_dropped_rows": int(sum(t.dropped_rows for t in tables)),
+        "ignored_columns": sorted({c for t in tables for c in t.ignored_columns}),
+        "label_column": tables[0].label_column,
+        "n_anomalous_in_training_data": int(n_anomalous),
+        "split": split,
+    }
+
+
+# --- windows ----------------------------------------------------------------------------------------------
+def label_windows(labels: Optional[np.ndarray], length: int, stride: int, n_rows: int) -> np.ndarray:
+    """A window is anomalous when any of its time steps is."""
+    if labels is None:
+        n = max(0, (n_rows - length) // stride + 1)
+        return np.zeros(n, dtype=np.int8)
+    w = sliding_windows(labels.astype(np.float32)[:, None], length, stride)
+    return (w.max(axis=(1, 2)) > 0).astype(np.int8) if len(w) else np.zeros(0, np.int8)
+
+
+def prepare_windows(tables: list[Table], opts: TrainOptions, model_type: str) -> Prepared:
+    length, stride = int(opts.window), int(opts.stride)
+    if length < 2 or stride < 1:
+        raise EdgeanomError(f"--window must be >= 2 and --stride >= 1, got window={length} stride={stride}")
+    split_counts(sum(len(t.values) for t in tables), opts.val_fraction, "time steps")
+    train_parts, val_parts = [], []
+    for t in tables:
+        n = len(t.values)
+        cut = n - round(n * opts.val_fraction)
+        labels = t.labels if t.labels is not None else np.zeros(n, np.int8)
+        train_parts.append((t.values[:cut], labels[:cut]))
+        val_parts.append((t.values[cut:], labels[cut:]))
+    fit_rows = np.concatenate([v[lab == 0] for v, lab in train_parts])
+    if fit_rows.shape[0] < 2:
+        raise EdgeanomError("too little normal training data to fit the scaler (fewer than 2 normal rows)")
+    scaler = FeatureScaler.fit(fit_rows, default_scaler(opts, model_type))
+
+    def windows(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        ws, ys = [], []
+        for values, labels in parts:
+            w = sliding_windows(scaler(values), length, stride)
+            ws.append(w)
+            ys.append(label_windows(labels, length, stride, len(values)))
+        return np.concatenate(ws), np.concatenate(ys)
+
+    tw, ty = windows(train_parts)
+    vw, vy = windows(val_parts)
+    if (ty == 0).sum() < 2 or (vy == 0).sum() < 2:
+        raise EdgeanomError(
+            f"too little data for window length {length}: {int((ty == 0).sum())} normal training and "
+            f"{int((vy == 0).sum())} validation windows (need at least 2 each); use a shorter --window, "
+            "more data or another --val-fraction"
+        )
+    anomalous = np.concatenate([tw[ty == 1], vw[vy == 1]])
+    columns = tables[0].columns
+    info = _table_info(tables, int(anomalous.shape[0]), "temporal")
+    info["n_windows"] = int(len(tw) + len(vw))
+    return Prepared(
+        kind="window",
+        shape=(length, len(columns)),
+        train_x=tw[ty == 0],
+        val_x=vw[vy == 0],
+        val_anomalous_x=anomalous if anomalous.size else None,
+        preprocess={
+            "image": None,
+            "scaler": scaler.to_json(),
+            "window": {"length": length, "stride": stride},
+            "columns": columns,
+            "time_column": tables[0].time_column,
+        },
+        names=columns,
+        info=info,
+    )
