@@ -1,0 +1,162 @@
+"""Tiny, real model bundles for tests: an untrained torch autoencoder exported to ONNX plus bundle.json.
+
+Kinds: image (conv AE, [C, H, W]), window (MLP AE on [T, C]) and vector (MLP AE on [F]). The ONNX model has
+input `input`, output `reconstruction` and a dynamic batch axis, exported with the legacy exporter
+(fast). Any test may use it; nothing here trains, so a bundle takes well under a second to build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+
+def _image_model(channels: int) -> Any:
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Conv2d(channels, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(8, channels, 4, stride=2, padding=1),
+        nn.Sigmoid(),
+    )
+
+
+def _mlp_model(shape: tuple[int, ...]) -> Any:
+    import torch.nn as nn
+
+    features = int(np.prod(shape))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(features, 16),
+        nn.ReLU(),
+        nn.Linear(16, features),
+        nn.Unflatten(1, shape),
+    )
+
+
+def export_onnx(model: Any, sample_shape: tuple[int, ...], path: Path) -> Path:
+    """Legacy (fast) exporter, opset 17, dynamic batch axis; input `input`, output `reconstruction`."""
+    import torch
+
+    model.eval()
+    dummy = torch.zeros((1, *sample_shape), dtype=torch.float32)
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(path),
+        input_names=["input"],
+        output_names=["reconstruction"],
+        dynamic_axes={"input": {0: "batch"}, "reconstruction": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+def _threshold(value: float) -> dict[str, Any]:
+    return {
+        "value": value,
+        "method": "percentile:99.5",
+        "stats": {
+            "mean": value / 2,
+            "std": value / 10,
+            "min": 0.0,
+            "max": value,
+            "quantiles": {"0.5": value / 2, "0.99": value * 0.9},
+        },
+    }
+
+
+def make_bundle(
+    path: Path,
+    kind: str = "image",
+    size: int = 32,
+    color: str = "gray",
+    window: tuple[int, int] = (16, 3),
+    features: int = 8,
+    fp16: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write a complete bundle directory at `path` and return it.
+
+    image: shape [C, size, size], map scoring (blur_sigma 1, topk_mean k 10); window: shape [T, C] with a
+    standard scaler; vector: shape [F] with a standard scaler. `fp16` also writes model_fp16.onnx.
+    """
+    import torch
+
+    from edgeanom.bundle import Bundle
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if kind == "image":
+        channels = 1 if color == "gray" else 3
+        shape: tuple[int, ...] = (channels, size, size)
+        model = _image_model(channels)
+        preprocess: dict[str, Any] = {
+            "image": {"size": [size, size], "color": color},
+            "scaler": None,
+            "window": None,
+            "columns": None,
+            "time_column": None,
+        }
+        score: dict[str, Any] = {
+            "metric": "mse",
+            "center": None,
+            "map": {"blur_sigma": 1.0, "mode": "topk_mean", "k": 10},
+        }
+    elif kind in ("window", "vector"):
+        shape = tuple(window) if kind == "window" else (features,)
+        model = _mlp_model(shape)
+        width = shape[-1]
+        preprocess = {
+            "image": None,
+            "scaler": {"kind": "standard", "offset": [0.0] * width, "scale": [1.0] * width},
+            "window": {"length": shape[0], "stride": 1} if kind == "window" else None,
+            "columns": [f"c{i}" for i in range(width)],
+            "time_column": None,
+        }
+        score = {"metric": "mse", "center": None, "map": None}
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    export_onnx(model, shape, path / "model.onnx")
+    fp16_file: Optional[str] = None
+    if fp16:
+        fp16_file = write_fp16_onnx(path / "model.onnx", path / "model_fp16.onnx").name
+    meta = {
+        "model": {"type": "conv-ae" if kind == "image" else "mlp-ae", "family": "torch", "params": {}},
+        "input": {"kind": kind, "shape": list(shape), "names": preprocess.get("columns") or []},
+        "preprocess": preprocess,
+        "score": score,
+        "threshold": _threshold(0.05),
+        "onnx": {
+            "file": "model.onnx",
+            "input": "input",
+            "output": "reconstruction",
+            "fused": None,
+            "fp16_file": fp16_file,
+            "parity": {},
+        },
+        "checkpoint": None,
+        "history": [],
+        "data": {"fingerprint": "synthetic", "train": 0, "val": 0},
+    }
+    Bundle(path, meta).save()
+    return path
+
+
+def write_fp16_onnx(src: Path, dst: Path) -> Path:
+    """FP16 weights and compute, FP32 inputs/outputs (what `edgeanom export --fp16` is expected to write)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return dst
