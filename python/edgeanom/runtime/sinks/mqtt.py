@@ -208,8 +208,8 @@ def parse_mqtt_url(url: str) -> dict[str, Any]:
     if not parts.hostname:
         raise EdgeanomError(f"--mqtt {url}: no broker host (expected mqtt://host[:port]/topic)")
     topic = unquote(parts.path).strip("/") or DEFAULT_TOPIC
-    if any(c in topic for c in "+#\0"):
-        raise EdgeanomError(f"--mqtt {url}: the topic {topic!r} must not contain the wildcards + or #")
+    if any(c in topic for c in "+#\0") or "#" in url:  # urlsplit would take '#...' as a fragment
+        raise EdgeanomError(f"--mqtt {url}: the topic must not contain the wildcards + or #")
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     unknown = sorted(set(query) - _QUERY_KEYS)
     if unknown:

@@ -98,7 +98,12 @@ class WebServer:
             shown = f"[{shown}]"
         self.url = f"http://{shown}:{self.port}/"
         self._threads = [
-            threading.Thread(target=self._httpd.serve_forever, name="edgeanom-http", daemon=True),
+            threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="edgeanom-http",
+                daemon=True,
+            ),
             threading.Thread(target=self._encode_loop, name="edgeanom-jpeg", daemon=True),
         ]
         for t in self._threads:

@@ -1,0 +1,95 @@
+"""--record: annotated frames go into an mp4 that OpenCV decodes back, with the alarm border on flagged frames."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from _sinks_common import alarm_sequence, make_result
+from edgeanom.errors import EdgeanomError
+from edgeanom.runtime.sinks.record import VideoRecorder
+
+SIZE = (180, 240)  # H, W: large enough that annotate() does not enlarge it
+
+
+def _decode(path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"OpenCV cannot open {path}"
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def _border_is_red(frame: np.ndarray) -> bool:
+    """Mean colour of a strip inside the right-hand border (away from the caption and the score bar)."""
+    h, w = frame.shape[:2]
+    b, g, r = frame[h // 4 : 3 * h // 4, w - 3 : w - 1].reshape(-1, 3).mean(axis=0)
+    return r > 180 and g < 80 and b < 80
+
+
+def test_recording_plays_back_with_alarm_border(tmp_path):
+    out = tmp_path / "run.mp4"
+    samples = alarm_sequence(30, start=10, end=20, size=SIZE)
+    rec = VideoRecorder(out, fps=25)
+    for s in samples:
+        rec.write(s)
+    rec.close()
+    rec.close()  # idempotent
+
+    assert rec.codec == "mp4v"
+    assert rec.paths == {0: out}
+    frames = _decode(out)
+    assert len(frames) == 30
+    assert frames[0].shape == (*SIZE, 3)
+    red = [_border_is_red(f) for f in frames]
+    assert red == [s.flag for s in samples], f"red border per frame {red}"
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25, abs=0.5)
+    cap.release()
+
+
+def test_frames_of_another_size_are_resized_and_streams_get_their_own_file(tmp_path):
+    out = tmp_path / "multi.mp4"
+    rec = VideoRecorder(out, fps=10)
+    for i in range(6):
+        rec.write(make_result(i, size=SIZE if i < 3 else (120, 200)))  # stream 0 changes size midway
+        rec.write(make_result(i, stream=1, stream_name="camera:1", size=(200, 300)))
+    rec.write(make_result(6, with_frame=False))  # a sensor window: nothing to draw
+    rec.close()
+    rec.write(make_result(7, size=SIZE))  # after close: ignored, no error
+
+    second = tmp_path / "multi.stream1.mp4"
+    assert rec.paths == {0: out, 1: second}
+    assert rec.frames_written == {0: 6, 1: 6}
+    first_frames, second_frames = _decode(out), _decode(second)
+    assert [f.shape for f in first_frames] == [(*SIZE, 3)] * 6
+    assert [f.shape for f in second_frames] == [(200, 300, 3)] * 6
+
+
+def test_no_frames_no_file(tmp_path):
+    rec = VideoRecorder(tmp_path / "sensor.mp4", fps=10)
+    rec.write(make_result(0, with_frame=False))
+    rec.close()
+    assert not (tmp_path / "sensor.mp4").exists()
+
+
+def test_small_frames_are_enlarged_consistently(tmp_path):
+    rec = VideoRecorder(tmp_path / "small.mp4", fps=10)
+    for s in alarm_sequence(5, start=2, end=4, size=(32, 48)):
+        rec.write(s)
+    rec.close()
+    frames = _decode(tmp_path / "small.mp4")
+    assert [f.shape for f in frames] == [(160, 240, 3)] * 5  # 32x48 enlarged 5x to reach 160 px
+
+
+def test_bad_paths_are_reported(tmp_path):
+    with pytest.raises(EdgeanomError, match="does not exist"):
+        VideoRecorder(tmp_path / "missing" / "out.mp4", fps=10)
+    with pytest.raises(EdgeanomError, match=r"\.mp4"):
+        VideoRecorder(tmp_path / "out.txt", fps=10)
