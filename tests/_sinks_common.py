@@ -55,33 +55,19 @@ def make_result(
 
 
 def alarm_sequence(n: int, start: int, end: int, **kw: Any) -> list[SampleResult]:
-    """n samples; flagged for indices in [start, end); start/end events as AlarmFilter emits them."""
+    """n samples; flagged for indices in [start, end); start/end events shaped as the pipeline's
+    (`edgeanom.runtime.alarms`: stream name and id, time, threshold, peak, start index)."""
     out = []
+    name = kw.get("stream_name", "video:synthetic.mp4")
     for i in range(n):
-        events = []
+        sample = make_result(i, flagged=start <= i < end, **kw)
+        common = {"stream": name, "stream_id": sample.stream, "index": i, "time": sample.time}
+        common.update(threshold=THRESHOLD, peak=THRESHOLD * 3, start_index=start)
         if i == start:
-            events.append(
-                {
-                    "type": "start",
-                    "stream": kw.get("stream", 0),
-                    "index": i,
-                    "peak": THRESHOLD * 3,
-                    "peak_index": i,
-                    "start_index": i,
-                }
-            )
+            sample.events.append({"type": "start", **common, "peak_index": i, "score": sample.score})
         if i == end:
-            events.append(
-                {
-                    "type": "end",
-                    "stream": kw.get("stream", 0),
-                    "index": i,
-                    "peak": THRESHOLD * 3,
-                    "peak_index": start,
-                    "start_index": start,
-                }
-            )
-        out.append(make_result(i, flagged=start <= i < end, events=events, **kw))
+            sample.events.append({"type": "end", **common, "peak_index": start, "samples": end - start})
+        out.append(sample)
     return out
 
 

@@ -77,7 +77,8 @@ def test_flush_end_event_finishes_the_alarm(tmp_path):
     samples[4].score = THRESHOLD * 7
     for s in samples:
         saver.write(s)
-    saver.write_event({"type": "end", "stream": 0, "index": 7, "peak": THRESHOLD * 7, "start_index": 2})
+    flush_end = {"type": "end", "stream": "video:synthetic.mp4", "stream_id": 0, "index": 7, "start_index": 2}
+    saver.write_event(flush_end)  # the pipeline's alarms.flush() at the end of the run
     saved = sorted((r["index"], r["reason"]) for r in _sidecars(tmp_path).values())
     assert saved == [(2, "start"), (4, "peak"), (7, "every")]
     saver.close()

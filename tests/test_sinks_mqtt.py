@@ -108,7 +108,10 @@ def test_events_status_and_scores_arrive_as_json(broker):
         samples = alarm_sequence(40, start=12, end=25)
         for s in samples:
             sink.write(s)
-        sink.write_event({"type": "gap", "stream": "video:synthetic.mp4", "message": "source dropped out"})
+        sink.write_event(
+            {"type": "disconnect", "stream": "video:synthetic.mp4", "reason": "source dropped out"}
+        )
+        sink.write_event({"type": "summary", "time": time.time(), "frames": 40, "anomalies": 1})
         time.sleep(0.35)  # a few periodic status messages
         sink.close()
         sink.close()  # idempotent
@@ -116,12 +119,15 @@ def test_events_status_and_scores_arrive_as_json(broker):
         sub.wait_for(lambda ms: any(t.endswith("/status") and m["state"] == "offline" for t, m, _ in ms))
         sub.wait_for(lambda ms: len([1 for t, _, _ in ms if t.endswith("/scores")]) == 40)
         events = sub.on("plant/cam1/events")
-        assert [e["type"] for e in events] == ["start", "end", "gap"]
+        assert [e["type"] for e in events] == ["start", "end", "disconnect"]
         start, end, gap = events
         assert start["index"] == 12 and start["stream"] == "video:synthetic.mp4" and start["stream_id"] == 0
         assert start["threshold"] == pytest.approx(0.02) and start["time"] == pytest.approx(samples[12].time)
         assert end["start_index"] == 12 and end["index"] == 25 and end["peak"] == pytest.approx(0.06)
-        assert gap["message"] == "source dropped out" and isinstance(gap["time"], float)
+        assert gap["reason"] == "source dropped out" and isinstance(gap["time"], float)
+        assert gap["kind"] == "event" and start["kind"] == "event"
+        summary = sub.wait_for(lambda ms: any(t.endswith("/summary") for t, _, _ in ms))
+        assert next(m for t, m, _ in summary if t == "plant/cam1/summary")["frames"] == 40
 
         scores = sub.on("plant/cam1/scores")
         assert [m["index"] for m in scores] == list(range(40))

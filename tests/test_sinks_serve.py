@@ -114,7 +114,8 @@ def test_json_api(server):
     for s in samples:
         server.write(s)
     server.write(make_result(0, stream=1, stream_name="sensor:pump.csv", with_frame=False))
-    server.write_event({"type": "gap", "stream": "camera:0", "message": "reconnecting"})
+    server.write_event({"type": "reconnect", "stream": "camera:0", "time": 1.0, "gap_s": 2.5, "attempts": 2})
+    server.write_event({"type": "summary", "frames": 20})  # not an entry of the events list
 
     streams = json.loads(get(server.url + "api/streams")[2])
     assert streams == [
@@ -127,7 +128,7 @@ def test_json_api(server):
     assert [p[0] for p in points] == list(range(20))
     assert [p[4] for p in points] == [s.flag for s in samples]
     events = json.loads(get(server.url + "api/events")[2])
-    assert [e["type"] for e in events] == ["gap", "end", "start"]  # newest first
+    assert [e["type"] for e in events] == ["reconnect", "end", "start"]  # newest first
     assert events[2]["stream"] == "video:synthetic.mp4" and events[2]["index"] == 5
     stats = json.loads(get(server.url + "api/stats")[2])
     assert stats["frames"] == 40 and stats["fps"] == 25.0

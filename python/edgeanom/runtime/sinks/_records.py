@@ -17,8 +17,8 @@ from edgeanom.runtime.types import SampleResult
 
 
 def sample_record(result: SampleResult) -> dict[str, Any]:
-    """The scalar fields of a SampleResult (no pixels), JSON-ready."""
-    return {
+    """The scalar fields of a SampleResult (no pixels), named as in the JSON Lines ``sample`` lines."""
+    record = {
         "time": result.time,
         "stream": result.stream_name,
         "stream_id": result.stream,
@@ -29,12 +29,18 @@ def sample_record(result: SampleResult) -> dict[str, Any]:
         "flag": bool(result.flag),
         "latency_ms": result.latency_ms,
     }
+    for optional in ("smoothed", "ref"):
+        value = getattr(result, optional, None)
+        if value is not None:
+            record[optional] = value
+    return record
 
 
 def event_record(event: dict[str, Any], result: SampleResult | None = None) -> dict[str, Any]:
     """An alarm or out-of-band event with the context a consumer needs to act on it alone.
 
-    AlarmFilter events carry the stream *id*; the stream name, the sample's time and the threshold are added.
+    The stream name (``stream``) and id (``stream_id``) come from the sample; the sample's time, threshold
+    and score are added where the event lacks them. ``kind`` is "event", as in the JSON Lines output.
     """
     out: dict[str, Any] = {"kind": "event"}
     out.update(event)

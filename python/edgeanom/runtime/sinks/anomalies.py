@@ -91,7 +91,7 @@ class AnomalySaver:
         if event.get("type") != "end":
             return
         with self._lock:
-            stream = event.get("stream")
+            stream = event.get("stream_id", event.get("stream"))  # the pipeline's events name both
             if isinstance(stream, (int, np.integer)) and int(stream) in self._alarms:
                 self._finish(int(stream))
 

@@ -9,6 +9,7 @@ Topics under the base (default ``edgeanom``):
   ``status_interval_s``; ``{"state": "offline", ...}`` on a clean close; the broker publishes
   ``{"state": "offline", "reason": "connection lost"}`` (the last will) if the process dies.
 - ``<base>/scores`` — with ``?scores=1``: every sample's scalar fields, QoS 0.
+- ``<base>/summary`` — retained, QoS 1: the run's final summary (the ``summary`` event), when it ends.
 
 While the broker is unreachable, paho queues up to ``MAX_QUEUED`` QoS-1 messages and reconnects with backoff;
 on close, pending messages get up to ``close_timeout_s`` to be acknowledged.
@@ -112,7 +113,11 @@ class MqttSink:
             self._publish("scores", sample_record(result), qos=0)
 
     def write_event(self, event: dict[str, Any]) -> None:
-        if not self._closed:
+        if self._closed:
+            return
+        if event.get("type") == "summary":
+            self._publish("summary", event_record(event), qos=1, retain=True)
+        else:
             self._publish("events", event_record(event), qos=1)
 
     def close(self) -> None:

@@ -129,6 +129,8 @@ class WebServer:
                     self._cond.notify_all()
 
     def write_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "summary":  # the run is ending; its figures are on /api/stats already
+            return
         with self._cond:
             self._events.appendleft(event_record(event))
 

@@ -118,6 +118,8 @@ function updateEvents(events) {
     if (e.index !== undefined) parts.push(`#${e.index}`);
     if (e.peak !== undefined) parts.push(`peak ${fmt(e.peak, 4)}`);
     if (e.type === "end" && e.start_index !== undefined) parts.push(`from #${e.start_index}`);
+    if (e.gap_s !== undefined) parts.push(`gap ${fmt(e.gap_s, 1)} s`);
+    if (e.reason) parts.push(e.reason);
     if (e.message) parts.push(e.message);
     li.append(badge, document.createTextNode(parts.join("  ")));
     return li;
