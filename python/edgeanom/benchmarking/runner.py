@@ -91,11 +91,12 @@ def backend_unavailable(backend: str, bundle: Bundle) -> Optional[str]:
     if backend == "tensorrt":
         if importlib.util.find_spec("tensorrt") is None:
             return "tensorrt: not installed (pip install 'edgeanom[trt]' or use JetPack's TensorRT)"
-        from edgeanom.benchmarking.cuda_timing import torch_cuda_ready
-
-        if importlib.util.find_spec("torch") is not None and not torch_cuda_ready():
-            return "tensorrt: no CUDA device"
-        return None
+        try:
+            from edgeanom.backends import tensorrt_unavailable
+        except ImportError:
+            return None  # let opening the runner decide
+        reason = tensorrt_unavailable()
+        return f"tensorrt: {reason}" if reason else None
     if backend == "torch":
         if importlib.util.find_spec("torch") is None:
             return "torch: not installed (pip install 'edgeanom[train]')"
@@ -307,6 +308,11 @@ def _result(
     end_to_end = stats.summarize(v["total"])
     stability = stats.stability(v["total"])
     warnings = [stability["warning"]] if stability["warning"] else []
+    name = str(getattr(runner, "name", ""))
+    if not has_device and any(tag in name.lower() for tag in ("cuda", "tensorrt")):
+        warnings.append(
+            f"{name} publishes no stage timings: compute includes its host<->device copies (timed on the host)"
+        )
     power = None
     if sampler is not None:
         from edgeanom.benchmarking.tegrastats import summarize_power
