@@ -173,3 +173,63 @@ def write_sensor_csv(
             values = ",".join(f"{v:.6g}" for v in row)
             fh.write((f"{i * 0.01:.2f}," if time_column else "") + values + "\n")
     return path
+
+
+# --- the `edgeanom demo` loop ------------------------------------------------------------------------
+@dataclass
+class Detection:
+    """How one injected anomaly fared: the first alarm overlapping it, if any."""
+
+    injected: Injected
+    caught: bool
+    first_alarm: Optional[int] = None  # frame of the alarm start that caught it
+    delay: Optional[int] = None  # frames from the anomaly's start to the alarm (negative: alarm already on)
+    peak: Optional[float] = None
+
+
+def match_alarms(
+    events: list[dict[str, Any]], injected: list[Injected], stream_id: int = 0, slack: int = 3
+) -> tuple[list[Detection], list[tuple[int, int]]]:
+    """Alarm start/end events -> which injected anomalies were caught, and the false alarms ([start, end)).
+
+    An alarm [start, end) catches an anomaly [a, b) when they overlap, with `slack` frames of tolerance after
+    b (a smoothed score can trail the anomaly by a few frames).
+    """
+    intervals: list[tuple[int, int, Optional[float]]] = []
+    for e in events:
+        if e.get("type") == "end" and e.get("stream_id", stream_id) == stream_id:
+            start = e.get("start_index")
+            end = e.get("index")
+            if start is not None and end is not None:
+                intervals.append((int(start), int(end), e.get("peak")))
+    detections = []
+    used = set()
+    for a in injected:
+        hits = [(i, iv) for i, iv in enumerate(intervals) if iv[0] < a.end + slack and iv[1] > a.start]
+        if hits:
+            _, (s, _e, peak) = hits[0]
+            used.update(j for j, _ in hits)
+            detections.append(Detection(a, True, s, s - a.start, peak))
+        else:
+            detections.append(Detection(a, False))
+    false_alarms = [(s, e) for i, (s, e, _p) in enumerate(intervals) if i not in used]
+    return detections, false_alarms
+
+
+DEMO_FRAMES = 300
+DEMO_SIZE = 48
+
+
+def demo_train_options(frames: int, size: int) -> dict[str, Any]:
+    """A small conv-AE that learns the demo scene in about a minute on a laptop CPU."""
+    return {
+        "image_size": size,
+        "color": "rgb",
+        "epochs": 25,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "patience": 6,
+        "threshold": "percentile:99.5",
+        "channels": [16, 32, 64],
+        "latent": 32,
+    }
