@@ -1,0 +1,392 @@
+"""TensorRT runner: a serialized engine (`.plan`) behind the Runner interface, for `edgeanom run --backend tensorrt`.
+
+TensorRT 10/11 named-tensor API: `set_input_shape` + `set_tensor_address` + `execute_async_v3` on one CUDA
+stream. Host buffers are page-locked (fast, asynchronous copies) and device buffers are allocated once for the
+engine's largest batch, so no inference allocates. When the batch size repeats, the enqueue is captured into a
+CUDA graph and replayed (lower launch overhead; recaptured when the batch size changes).
+
+CUDA memory and streams come from cuda-python (`cuda.bindings.runtime`, or `cuda.cudart` in older releases),
+else from torch when it has CUDA. `TensorRTRunner.from_bundle` finds the bundle's engine for this GPU and
+TensorRT version in the engine cache, or builds it on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from edgeanom.errors import EdgeanomError
+
+if TYPE_CHECKING:
+    from edgeanom.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install TensorRT's Python bindings: on a desktop GPU `pip install 'edgeanom[trt]'` (tensorrt, cuda-python); "
+    "on a Jetson they ship with JetPack (`sudo apt-get install python3-libnvinfer`, then `pip install cuda-python`)"
+)
+
+
+class EngineLoadError(EdgeanomError):
+    """The plan file could not be deserialized (other TensorRT version, other GPU, damaged file)."""
+
+
+# --- CUDA: the handful of runtime calls the runner needs -----------------------------------------------------
+class _CudaPython:
+    """CUDA runtime through cuda-python. Every call returns (error, value...); errors become EdgeanomError."""
+
+    name = "cuda-python"
+
+    def __init__(self) -> None:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart  # cuda-python < 12.6
+        self.rt = cudart
+        count = self._check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+        if not count:
+            raise EdgeanomError("no CUDA device found (cudaGetDeviceCount returned 0)")
+        self._check(cudart.cudaSetDevice(0), "cudaSetDevice")
+
+    def _check(self, result: Any, what: str) -> Any:
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            name = self.rt.cudaGetErrorName(err)[1]
+            raise EdgeanomError(f"CUDA error in {what}: {name.decode() if isinstance(name, bytes) else name}")
+        return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
+
+    def device(self) -> tuple[str, str]:
+        prop = self._check(self.rt.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
+        name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+        return name.rstrip("\x00").strip(), f"{prop.major}.{prop.minor}"
+
+    def malloc(self, nbytes: int) -> int:
+        return int(self._check(self.rt.cudaMalloc(max(int(nbytes), 1)), "cudaMalloc"))
+
+    def free(self, ptr: int) -> None:
+        self.rt.cudaFree(ptr)
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
+        nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
+        ptr = int(self._check(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
+        raw = (ctypes.c_byte * nbytes).from_address(ptr)
+        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape), ptr
+
+    def free_pinned(self, ptr: int) -> None:
+        self.rt.cudaFreeHost(ptr)
+
+    def stream(self) -> Any:
+        return self._check(self.rt.cudaStreamCreate(), "cudaStreamCreate")
+
+    def handle(self, stream: Any) -> int:
+        return int(stream)
+
+    def htod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
+
+    def dtoh(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
+
+    def synchronize(self, stream: Any) -> None:
+        self._check(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+
+    def capture(self, stream: Any, enqueue: Any) -> Any:
+        """Record `enqueue()` on `stream` into an instantiated CUDA graph."""
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        self._check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
+        try:
+            enqueue()
+        finally:
+            graph = self._check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        try:
+            return self._check(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        finally:
+            self.rt.cudaGraphDestroy(graph)
+
+    def launch(self, graph: Any, stream: Any) -> None:
+        self._check(self.rt.cudaGraphLaunch(graph, stream), "cudaGraphLaunch")
+
+    def destroy_graph(self, graph: Any) -> None:
+        self.rt.cudaGraphExecDestroy(graph)
+
+    def destroy_stream(self, stream: Any) -> None:
+        self.rt.cudaStreamDestroy(stream)
+
+
+class _CudaTorch:
+    """The same calls through torch's CUDA allocator and streams (when cuda-python is not installed)."""
+
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EdgeanomError("no CUDA device found (torch.cuda.is_available() is False)")
+        self.torch = torch
+        self._keep: dict[int, Any] = {}  # ptr -> tensor, so memory lives until freed
+
+    def device(self) -> tuple[str, str]:
+        p = self.torch.cuda.get_device_properties(0)
+        return p.name, f"{p.major}.{p.minor}"
+
+    def malloc(self, nbytes: int) -> int:
+        t = self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device="cuda")
+        self._keep[t.data_ptr()] = t
+        return int(t.data_ptr())
+
+    def free(self, ptr: int) -> None:
+        self._keep.pop(ptr, None)
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
+        nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
+        t = self.torch.empty(nbytes, dtype=self.torch.uint8, pin_memory=True)
+        self._keep[t.data_ptr()] = t
+        arr = t.numpy().view(dtype)[: int(np.prod(shape))].reshape(shape)
+        return arr, int(t.data_ptr())
+
+    def free_pinned(self, ptr: int) -> None:
+        self._keep.pop(ptr, None)
+
+    def stream(self) -> Any:
+        return self.torch.cuda.Stream()
+
+    def handle(self, stream: Any) -> int:
+        return int(stream.cuda_stream)
+
+    def _copy(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        """Copy the first `nbytes` between two buffers this object allocated (looked up by base address)."""
+        with self.torch.cuda.stream(stream):
+            self._keep[dst][:nbytes].copy_(self._keep[src][:nbytes], non_blocking=True)
+
+    def htod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        self._copy(dst, src, nbytes, stream)
+
+    def dtoh(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        self._copy(dst, src, nbytes, stream)
+
+    def synchronize(self, stream: Any) -> None:
+        stream.synchronize()
+
+    def capture(self, stream: Any, enqueue: Any) -> Any:
+        graph = self.torch.cuda.CUDAGraph()
+        with self.torch.cuda.graph(graph, stream=stream):
+            enqueue()
+        return graph
+
+    def launch(self, graph: Any, stream: Any) -> None:
+        with self.torch.cuda.stream(stream):
+            graph.replay()
+
+    def destroy_graph(self, graph: Any) -> None:
+        del graph
+
+    def destroy_stream(self, stream: Any) -> None:
+        del stream
+
+
+def cuda_api() -> Any:
+    """cuda-python when installed, else torch with CUDA; a clear error when neither can reach a GPU."""
+    try:
+        return _CudaPython()
+    except ImportError:
+        pass
+    try:
+        return _CudaTorch()
+    except ImportError:
+        raise EdgeanomError(
+            "the TensorRT runner needs cuda-python (`pip install cuda-python`) or torch with CUDA "
+            "for GPU memory and streams"
+        ) from None
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError:
+        raise EdgeanomError(f"TensorRT is not installed: {INSTALL_HINT}") from None
+    return tensorrt
+
+
+def tensorrt_major(trt: Any) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+# --- the runner -------------------------------------------------------------------------------------------
+class TensorRTRunner:
+    """Runs one engine with a single input; `infer(batch)` returns every output by name (float32 on host)."""
+
+    def __init__(self, plan_path: Path, cuda_graphs: bool = True) -> None:
+        trt = import_tensorrt()
+        self.plan_path = Path(plan_path)
+        if not self.plan_path.is_file():
+            raise EdgeanomError(f"TensorRT engine '{self.plan_path}' not found")
+        self.cuda = cuda_api()
+        self._trt_logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._trt_logger)
+        self.engine = self._runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
+        if self.engine is None:
+            raise EngineLoadError(
+                f"TensorRT {trt.__version__} cannot load engine '{self.plan_path}' (built by another TensorRT "
+                "version or for another GPU, or the file is damaged)"
+            )
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if len(inputs) != 1:
+            raise EdgeanomError(
+                f"engine '{self.plan_path}' has inputs {inputs}; edgeanom runs single-input models"
+            )
+        self.input_name = inputs[0]
+        self.output_names = [n for n in names if n not in inputs]
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        lo, _opt, hi = (tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
+        self.sample_shape = tuple(int(d) for d in hi[1:])
+        self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
+        self.name = f"tensorrt[{trt.__version__}, {self.cuda.name}]"
+        self.use_cuda_graphs = cuda_graphs
+        self._stream = self.cuda.stream()
+        self._device: dict[str, int] = {}
+        self._host: dict[str, np.ndarray] = {}
+        self._host_ptr: dict[str, int] = {}
+        self._graph: Any = None
+        self._shape_batch = 0
+        self._last_batch = 0
+        self._allocate()
+
+    def _allocate(self) -> None:
+        """Device and pinned host buffers for the largest batch; addresses are bound to the context once."""
+        self.context.set_input_shape(self.input_name, (self.max_batch, *self.sample_shape))
+        self._shape_batch = self.max_batch
+        for name in [self.input_name, *self.output_names]:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise EdgeanomError(f"engine output '{name}' has data-dependent shape {shape}; not supported")
+            host, ptr = self.cuda.pinned(shape, self.dtypes[name])
+            self._host[name] = host
+            self._host_ptr[name] = ptr
+            self._device[name] = self.cuda.malloc(host.nbytes)
+            self.context.set_tensor_address(name, self._device[name])
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        precision: str = "fp32",
+        max_batch: Optional[int] = None,
+        cuda_graphs: bool = True,
+        workspace_mb: Optional[int] = None,
+    ) -> TensorRTRunner:
+        """The runner for the bundle's engine matching this GPU and TensorRT; built on first use.
+
+        An engine that TensorRT refuses to load is removed and rebuilt once, with one log line saying why.
+        """
+        from edgeanom.export.tensorrt_build import ensure_engine
+
+        path, _built = ensure_engine(
+            bundle, precision=precision, max_batch=max_batch, workspace_mb=workspace_mb
+        )
+        try:
+            return cls(path, cuda_graphs=cuda_graphs)
+        except EngineLoadError as exc:
+            log.warning("%s: rebuilding it", exc)
+            path, _built = ensure_engine(
+                bundle, precision=precision, max_batch=max_batch, workspace_mb=workspace_mb, discard=path
+            )
+            return cls(path, cuda_graphs=cuda_graphs)
+
+    # --- inference --------------------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(batch)
+        if x.ndim != len(self.sample_shape) + 1 or tuple(x.shape[1:]) != self.sample_shape:
+            raise EdgeanomError(
+                f"input batch has shape {x.shape}, the engine expects (N, {', '.join(map(str, self.sample_shape))})"
+            )
+        if len(x) == 0:
+            return {n: np.empty((0, *self._host[n].shape[1:]), dtype=np.float32) for n in self.output_names}
+        if len(x) > self.max_batch:  # the profile's limit: run in chunks
+            parts = [self._infer(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
+            return {n: np.concatenate([p[n] for p in parts]) for n in self.output_names}
+        return self._infer(x)
+
+    def _infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(x)
+        host_in = self._host[self.input_name]
+        np.copyto(host_in[:n], x, casting="same_kind")
+        self.cuda.htod(
+            self._device[self.input_name], self._host_ptr[self.input_name], host_in[:n].nbytes, self._stream
+        )
+        if self._shape_batch != n:  # a captured graph is only valid for the shapes it was captured with
+            self._drop_graph()
+            self.context.set_input_shape(self.input_name, (n, *self.sample_shape))
+            self._shape_batch = n
+        self._enqueue(n)
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            host = self._host[name].reshape(-1)[: int(np.prod(shape))].reshape(shape)
+            outputs[name] = host
+            self.cuda.dtoh(self._host_ptr[name], self._device[name], host.nbytes, self._stream)
+        self.cuda.synchronize(self._stream)
+        return {name: host.astype(np.float32, copy=True) for name, host in outputs.items()}
+
+    def _enqueue(self, n: int) -> None:
+        """Replay the CUDA graph when the batch size did not change; else enqueue (and capture on the
+        second batch of the same size, after TensorRT's shape-dependent setup ran once)."""
+        handle = self.cuda.handle(self._stream)
+        if self.use_cuda_graphs and self._graph is not None:
+            self.cuda.launch(self._graph, self._stream)
+            return
+        if not self.context.execute_async_v3(handle):
+            raise EdgeanomError(f"TensorRT failed to enqueue engine '{self.plan_path}' for batch {n}")
+        if self.use_cuda_graphs and self._last_batch == n:
+            self._capture(handle)
+        self._last_batch = n
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            self.cuda.destroy_graph(self._graph)
+            self._graph = None
+
+    def _capture(self, handle: int) -> None:
+        self._drop_graph()
+        try:
+            self._graph = self.cuda.capture(self._stream, lambda: self.context.execute_async_v3(handle))
+        except EdgeanomError as exc:  # some engines/drivers cannot be captured: keep plain enqueues
+            log.info("CUDA graph capture failed (%s); running without CUDA graphs", exc)
+            self.use_cuda_graphs = False
+
+    # --- lifetime --------------------------------------------------------------------------------------
+    def close(self) -> None:
+        if getattr(self, "cuda", None) is None:
+            return
+        with contextlib.suppress(EdgeanomError):
+            self.cuda.synchronize(self._stream)
+        self._drop_graph()
+        for ptr in self._device.values():
+            self.cuda.free(ptr)
+        for ptr in self._host_ptr.values():
+            self.cuda.free_pinned(ptr)
+        self._device, self._host, self._host_ptr = {}, {}, {}
+        self.cuda.destroy_stream(self._stream)
+        self.context = None
+        self.engine = None
+        self.cuda = None
+
+    def __enter__(self) -> TensorRTRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

@@ -1,0 +1,5 @@
+"""Export: ONNX graphs (FP32, FP16, fused scoring), TensorRT engines with a cache, Triton model repositories.
+
+Entry point: `edgeanom.export.pipeline.export_bundle` (what `edgeanom export` runs). Modules import their heavy
+dependencies (onnx, torch, tensorrt) inside functions, so importing this package is cheap.
+"""

@@ -1,0 +1,381 @@
+"""`export_bundle`: what `edgeanom export` does, step by step, with parity numbers for every artifact.
+
+Torch bundles (the checkpoint is the source of truth):
+1. re-export the FP32 graph from the checkpoint (`model.onnx`, un-fused, always kept), simplify it with
+   onnxslim when that keeps its outputs, and check it against PyTorch on real and random samples;
+2. `--fused-score` (default): `model.fused.onnx` = the FP32 graph + the score head; becomes `onnx.file`, so
+   `run`, `eval` and `bench` read fused scores (checked against the C++ core);
+3. `--fp16`: `model.fp16.onnx` (FP16 inside, FP32 at the edges, fused when 2. is on), with what FP16 costs;
+4. `--engine`: a TensorRT engine in the bundle's cache (or, without TensorRT/GPU, the trtexec commands);
+5. `--triton DIR`: a Triton model repository.
+scikit-learn bundles: the skl2onnx graph is checked against the estimator and written to Triton/trtexec notes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeanom.bundle import Bundle, load_bundle
+from edgeanom.errors import EdgeanomError
+from edgeanom.export.engine_cache import Profile
+from edgeanom.export.parity import FP32_REL_TOL, ParityRow, fp16_cost, onnx_session, row, run_onnx
+from edgeanom.export.samples import Samples, load_samples, random_inputs
+from edgeanom.export.tensorrt_build import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB
+from edgeanom.export.trtexec import TrtexecCommand, trtexec_commands
+
+log = logging.getLogger(__name__)
+
+FP32_FILE = "model.onnx"
+FUSED_FILE = "model.fused.onnx"
+FP16_FILE = "model.fp16.onnx"
+SIMPLIFY_REL_TOL = 1e-6  # a simplified graph must reproduce the exported one this closely
+SKLEARN_REL_TOL = 1e-5  # ONNX Runtime scores vs scikit-learn's -decision_function
+
+
+@dataclass
+class ExportOptions:
+    fp16: bool = False
+    fused: bool = True
+    simplify: bool = True
+    engine: bool = False
+    int8: bool = False
+    calib_data: Any = None  # path or preprocessed array; required for INT8
+    data: Any = None  # real samples for the parity checks and the FP16 cost (path or array)
+    labels: Any = None  # labels for `data` (1 = anomalous), when the data does not carry them
+    max_batch: int = DEFAULT_MAX_BATCH
+    opt_batch: Optional[int] = None
+    workspace_mb: int = DEFAULT_WORKSPACE_MB
+    triton_dir: Optional[Path] = None
+    triton_name: Optional[str] = None
+    seed: int = 0
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
+
+
+@dataclass
+class ExportResult:
+    bundle: Bundle
+    files: dict[str, str] = field(default_factory=dict)  # role -> file inside the bundle
+    parity: list[ParityRow] = field(default_factory=list)
+    fp16_cost: Optional[dict[str, Any]] = None
+    simplified: Optional[dict[str, Any]] = None
+    engine: Optional[dict[str, Any]] = None  # {"file", "built", "precision"} when an engine exists
+    engine_note: Optional[str] = None  # why no engine was built
+    trtexec: dict[int, TrtexecCommand] = field(default_factory=dict)
+    triton: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def export_bundle(bundle_dir: Any, options: Optional[ExportOptions] = None) -> ExportResult:
+    """Export the bundle at `bundle_dir` as `options` say; returns what was written and the parity numbers."""
+    opts = options or ExportOptions()
+    _check_options(opts)
+    bundle = load_bundle(bundle_dir, need_onnx=False)
+    result = ExportResult(bundle)
+    real = load_samples(bundle, opts.data, opts.labels) if opts.data is not None else None
+    calib = load_samples(bundle, opts.calib_data) if opts.calib_data is not None else None
+    if real is None and calib is not None:
+        real = calib
+    if real is None:
+        result.notes.append(
+            "no real samples given (--data PATH): parity ran on random inputs only; "
+            "the FP16 cost is more meaningful on held-out data"
+        )
+    sets = ([("real", real.x)] if real is not None else []) + [
+        ("random", random_inputs(bundle, 16, opts.seed))
+    ]
+    if bundle.model_family == "sklearn":
+        _export_sklearn(bundle, opts, sets, result)
+    else:
+        _export_torch(bundle, opts, sets, real, result)
+    bundle.save()
+    _engine_step(bundle, opts, calib, result)
+    if opts.triton_dir is not None:
+        _triton_step(bundle, opts, result)
+    return result
+
+
+def _check_options(opts: ExportOptions) -> None:
+    if opts.int8 and opts.calib_data is None:
+        raise EdgeanomError(
+            "--int8 needs calibration data: --calib-data PATH (a few hundred normal samples: an image folder, "
+            "a CSV/Parquet file, or a .npy/.npz of preprocessed inputs)"
+        )
+    if opts.max_batch < 1:
+        raise EdgeanomError(f"--max-batch must be >= 1, got {opts.max_batch}")
+    if opts.workspace_mb < 1:
+        raise EdgeanomError(f"--workspace must be >= 1 MB, got {opts.workspace_mb}")
+
+
+# --- torch models ----------------------------------------------------------------------------------------
+def _export_torch(
+    bundle: Bundle,
+    opts: ExportOptions,
+    sets: list[tuple[str, np.ndarray]],
+    real: Optional[Samples],
+    result: ExportResult,
+) -> None:
+    from edgeanom.export.fp16 import convert_to_fp16
+    from edgeanom.export.fused import ScoreSpec, append_score_head
+    from edgeanom.export.onnx_graph import check_graph, export_checkpoint_model, opset_of, save_model
+    from edgeanom.export.parity import torch_outputs
+    from edgeanom.train.checkpoint import load_model
+
+    model = load_model(bundle)
+    input_name = "input"
+    output_name = str(model.output_name)
+    reference = {name: torch_outputs(model, x) for name, x in sets}
+
+    base = check_graph(export_checkpoint_model(model), FP32_FILE)
+    if opts.simplify:
+        base = _simplified(base, sets, output_name, result)
+    fp32_outputs = {name: run_onnx(onnx_session(base), x)[output_name] for name, x in sets}
+    for name, _x in sets:
+        result.parity.append(
+            row(f"{FP32_FILE} vs PyTorch", name, reference[name], fp32_outputs[name], FP32_REL_TOL)
+        )
+    _require_ok(
+        result.parity, f"the FP32 ONNX graph does not match PyTorch (tolerance {FP32_REL_TOL:g} relative)"
+    )
+    save_model(base, bundle.path / FP32_FILE)
+    result.files["fp32"] = FP32_FILE
+
+    spec = ScoreSpec.from_bundle(bundle)
+    core = {name: _core_scores(bundle, spec, x, reference[name]) for name, x in sets}
+    if opts.fused:
+        fused = check_graph(append_score_head(base, spec, input_name, output_name), FUSED_FILE)
+        session = onnx_session(fused)
+        for name, x in sets:
+            out = run_onnx(session, x)
+            result.parity.append(
+                row("fused score vs C++ core", name, core[name][0], out["score"], FP32_REL_TOL)
+            )
+            if spec.error_map:
+                result.parity.append(
+                    row("fused error_map vs C++ core", name, core[name][1], out["error_map"], FP32_REL_TOL)
+                )
+        _require_ok(
+            result.parity, f"fused scores do not match the C++ core (tolerance {FP32_REL_TOL:g} relative)"
+        )
+        save_model(fused, bundle.path / FUSED_FILE)
+        result.files["fused"] = FUSED_FILE
+
+    previous = bundle.onnx.get("fp16_file")
+    make_fp16 = opts.fp16 or bool(previous and (bundle.path / previous).is_file())
+    if make_fp16 and not opts.fp16:
+        result.notes.append(f"{FP16_FILE} existed: refreshed from the new graph so it stays consistent")
+    if make_fp16:
+        half = convert_to_fp16(base)
+        if opts.fused:
+            half = append_score_head(half, spec, input_name, output_name)
+        half = check_graph(half, FP16_FILE)
+        session = onnx_session(half, fp16=True)
+        scores16 = {}
+        for name, x in sets:
+            out = run_onnx(session, x)
+            if opts.fused:
+                scores16[name] = out["score"]
+            else:
+                scores16[name] = _core_scores(bundle, spec, x, out[output_name])[0]
+                result.parity.append(
+                    row(f"{FP16_FILE} output vs FP32", name, fp32_outputs[name], out[output_name])
+                )
+            result.parity.append(row(f"{FP16_FILE} scores vs FP32", name, core[name][0], scores16[name]))
+        cost_set = "real" if real is not None else "random"
+        labels = real.labels if real is not None else None
+        result.fp16_cost = {"samples": cost_set, **fp16_cost(core[cost_set][0], scores16[cost_set], labels)}
+        save_model(half, bundle.path / FP16_FILE)
+        result.files["fp16"] = FP16_FILE
+
+    bundle.meta["onnx"] = {
+        **(bundle.meta.get("onnx") or {}),
+        "file": FUSED_FILE if opts.fused else FP32_FILE,
+        "fp32_file": FP32_FILE,
+        "input": input_name,
+        "output": output_name,
+        "fused": spec.outputs if opts.fused else None,
+        "fp16_file": FP16_FILE if make_fp16 else None,
+        "opset": opset_of(base),
+        "simplified": bool(result.simplified and result.simplified["kept"]),
+        "parity": _parity_record(result),
+    }
+    if not make_fp16 and previous:
+        (bundle.path / previous).unlink(missing_ok=True)
+
+
+def _simplified(base: Any, sets: list[tuple[str, np.ndarray]], output_name: str, result: ExportResult) -> Any:
+    """onnxslim's graph when it is valid and reproduces the exported one; else the exported graph."""
+    from edgeanom.export.onnx_graph import check_graph
+    from edgeanom.export.parity import compare
+    from edgeanom.export.simplify import node_count, simplify
+
+    slim = simplify(base)
+    info: dict[str, Any] = {"tool": "onnxslim", "nodes_before": node_count(base), "kept": False}
+    if slim is not None:
+        info["nodes_after"] = node_count(slim)
+        try:
+            slim = check_graph(slim, f"{FP32_FILE} (simplified)")
+        except EdgeanomError as exc:
+            info["reason"] = str(exc)
+            slim = None
+    if slim is not None:
+        before, after = onnx_session(base), onnx_session(slim)
+        worst = max(
+            compare(run_onnx(before, x)[output_name], run_onnx(after, x)[output_name])[1] for _, x in sets
+        )
+        info["max_rel_vs_unsimplified"] = worst
+        if worst <= SIMPLIFY_REL_TOL and info["nodes_after"] <= info["nodes_before"]:
+            info["kept"] = True
+        else:
+            info["reason"] = (
+                f"outputs moved by {worst:.3g} relative" if worst > SIMPLIFY_REL_TOL else "no smaller"
+            )
+    result.simplified = info
+    return slim if info["kept"] else base
+
+
+def _core_scores(
+    bundle: Bundle, spec: Any, x: np.ndarray, outputs: np.ndarray
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Scores (and un-blurred error maps for image reconstruction models) from the C++ core."""
+    from edgeanom import scoring
+
+    out = np.ascontiguousarray(outputs, dtype=np.float32)
+    if spec.center is not None:
+        return scoring.reconstruction_error(out, np.ascontiguousarray(spec.center), metric="sse"), None
+    scores = scoring.reconstruction_error(
+        np.ascontiguousarray(x), out, metric=spec.metric, weights=spec.weights
+    )
+    maps = scoring.error_map(np.ascontiguousarray(x), out, blur_sigma=0.0) if spec.error_map else None
+    return scores, maps
+
+
+def _require_ok(rows: list[ParityRow], message: str) -> None:
+    bad = [r for r in rows if r.ok is False]
+    if bad:
+        worst = max(bad, key=lambda r: r.max_rel)
+        raise EdgeanomError(
+            f"{message}: {worst.what} on {worst.inputs} samples has max relative error {worst.max_rel:.3g}"
+        )
+
+
+def _parity_record(result: ExportResult) -> dict[str, Any]:
+    return {
+        "checked": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checks": [r.to_json() for r in result.parity],
+        "fp16": result.fp16_cost,
+        "simplify": result.simplified,
+    }
+
+
+# --- scikit-learn baselines ---------------------------------------------------------------------------------
+def _export_sklearn(
+    bundle: Bundle, opts: ExportOptions, sets: list[tuple[str, np.ndarray]], result: ExportResult
+) -> None:
+    import onnx
+
+    from edgeanom.export.onnx_graph import check_graph
+    from edgeanom.train.baselines import export_baseline
+    from edgeanom.train.checkpoint import load_sklearn
+
+    estimator = load_sklearn(bundle)
+    path = bundle.onnx_path
+    if not path.is_file():
+        export_baseline(estimator, bundle.input_shape, path)
+        result.notes.append(f"{path.name} was missing: re-exported from the scikit-learn checkpoint")
+    check_graph(onnx.load(str(path)), path.name)
+    session = onnx_session(str(path))
+    for name, x in sets:
+        want = -estimator.decision_function(x.reshape(len(x), -1))
+        got = run_onnx(session, x)["score"]
+        result.parity.append(row(f"{path.name} vs scikit-learn", name, want, got, SKLEARN_REL_TOL))
+    _require_ok(
+        result.parity, f"ONNX scores do not match scikit-learn (tolerance {SKLEARN_REL_TOL:g} relative)"
+    )
+    result.files["onnx"] = path.name
+    if opts.fp16 or not opts.fused:
+        result.notes.append(
+            "--fp16 / --no-fused-score do not apply to scikit-learn baselines (FP32 score graphs)"
+        )
+    bundle.meta["onnx"] = {**(bundle.meta.get("onnx") or {}), "parity": _parity_record(result)}
+
+
+# --- TensorRT ---------------------------------------------------------------------------------------------
+def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], result: ExportResult) -> None:
+    from edgeanom.export.engine_cache import ENGINE_DIR
+
+    if bundle.model_family == "sklearn":
+        if opts.engine:
+            result.engine_note = (
+                "TensorRT cannot run scikit-learn graphs (ai.onnx.ml operators); they run in ONNX Runtime"
+            )
+        return
+    precision = opts.precision
+    profile = Profile.for_batch(bundle.input_shape, opts.max_batch, opts.opt_batch)
+    result.trtexec = trtexec_commands(
+        onnx_fp32=bundle.onnx.get("file", FP32_FILE),
+        onnx_fp16=bundle.onnx.get("fp16_file"),
+        plan=f"{ENGINE_DIR}/model.{precision}.b{opts.max_batch}.plan",
+        input_name=str(bundle.onnx.get("input", "input")),
+        profile=profile,
+        precision=precision,
+        workspace_mb=opts.workspace_mb,
+        timing_cache=f"{ENGINE_DIR}/timing.cache",
+        calib_cache=f"{ENGINE_DIR}/calibration.cache" if precision == "int8" else None,
+        fused=bool(bundle.onnx.get("fused")),
+    )
+    if not opts.engine:
+        result.engine_note = "no engine built here (pass --engine to build one with this machine's TensorRT)"
+        return
+    from edgeanom.export.tensorrt_build import ensure_engine, tensorrt_status
+
+    usable, why = tensorrt_status()
+    if not usable:
+        result.engine_note = why
+        return
+    path, built = ensure_engine(
+        bundle,
+        precision=precision,
+        max_batch=opts.max_batch,
+        opt_batch=opts.opt_batch,
+        workspace_mb=opts.workspace_mb,
+        calib_data=None if calib is None else calib.normal,
+    )
+    result.engine = {"file": str(path.relative_to(bundle.path)), "built": built, "precision": precision}
+
+
+# --- Triton -----------------------------------------------------------------------------------------------
+def _triton_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) -> None:
+    from edgeanom.export.triton import safe_model_name, write_model_repository
+
+    assert opts.triton_dir is not None
+    name = safe_model_name(opts.triton_name or bundle.path.resolve().name)
+    onnx_name = (
+        bundle.onnx.get("fp16_file")
+        if opts.fp16 and bundle.onnx.get("fp16_file")
+        else bundle.onnx.get("file")
+    )
+    onnx_path = bundle.path / str(onnx_name or FP32_FILE)
+    kind = "KIND_CPU" if bundle.model_family == "sklearn" else "KIND_GPU"
+    result.triton.append(
+        write_model_repository(opts.triton_dir, name, onnx_path, max_batch_size=opts.max_batch, kind=kind)
+    )
+    if result.engine is not None:
+        # FP32 and FP16 graphs share their inputs and outputs (float32 at the edges), so either describes the plan.
+        plan = bundle.path / result.engine["file"]
+        result.triton.append(
+            write_model_repository(
+                opts.triton_dir, f"{name}-trt", plan, max_batch_size=opts.max_batch, io_from=bundle.onnx_path
+            )
+        )
+        result.notes.append(
+            f"Triton model '{name}-trt' holds an engine for this GPU only; rebuild it on the server"
+        )

@@ -1,0 +1,152 @@
+"""Model-ready samples for parity checks and INT8 calibration: real data through the bundle's preprocessing,
+plus random inputs that cover the input range.
+
+Real data comes from a path (`--data`, `--calib-data`): an image/video folder for image bundles, CSV/Parquet
+tables or sensor series for vector/window bundles (loaded like `edgeanom eval` loads them, labels included),
+or a `.npy` / `.npz` file of already preprocessed samples (`.npz`: arrays `x` and optionally `y`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeanom.bundle import Bundle
+from edgeanom.errors import EdgeanomError
+
+DEFAULT_LIMIT = 512
+
+
+@dataclass
+class Samples:
+    """Preprocessed model inputs [N, *input_shape] with optional 0/1 labels (1 = anomalous)."""
+
+    x: np.ndarray
+    labels: Optional[np.ndarray]
+    source: str
+
+    @property
+    def normal(self) -> np.ndarray:
+        return self.x if self.labels is None else self.x[self.labels == 0]
+
+
+def random_inputs(bundle: Bundle, n: int = 16, seed: int = 0) -> np.ndarray:
+    """Random model inputs: pixels / min-max scaled features in [0, 1], standardised features ~ N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    shape = (n, *bundle.input_shape)
+    scaler = (bundle.preprocess.get("scaler") or {}).get("kind")
+    if bundle.input_kind == "image" or scaler == "minmax":
+        return rng.random(shape, dtype=np.float32)
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def load_samples(
+    bundle: Bundle, source: Any, labels: Any = None, limit: int = DEFAULT_LIMIT, seed: int = 0
+) -> Samples:
+    """Real samples from `source` (a path or an array of preprocessed inputs), at most `limit` of them.
+
+    When subsampling, labelled anomalies are kept preferentially (up to half of `limit`).
+    """
+    if isinstance(source, np.ndarray):
+        x, y, name = source, None if labels is None else np.asarray(labels), "array"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise EdgeanomError(f"data path '{path}' does not exist")
+        if path.suffix.lower() in (".npy", ".npz"):
+            x, y = _load_array_file(path)
+        elif bundle.input_kind == "image":
+            x, y = _load_images(bundle, path, labels)
+        else:
+            x, y = _load_tables(bundle, path, labels)
+        name = str(path)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.shape[1:] != tuple(bundle.input_shape):
+        raise EdgeanomError(
+            f"{name}: samples have shape {x.shape}, the model takes (N, {', '.join(map(str, bundle.input_shape))})"
+        )
+    if len(x) == 0:
+        raise EdgeanomError(f"{name}: no samples found")
+    if y is not None:
+        y = np.asarray(y).astype(np.int8).reshape(-1)
+        if y.size != len(x):
+            raise EdgeanomError(f"{name}: {y.size} labels for {len(x)} samples")
+    keep = _subsample(len(x), y, limit, seed)
+    return Samples(x[keep], None if y is None else y[keep], name)
+
+
+def _subsample(n: int, y: Optional[np.ndarray], limit: int, seed: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    if y is None or not (y == 1).any():
+        return np.sort(rng.choice(n, limit, replace=False))
+    anomalous, normal = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    k_anom = min(len(anomalous), limit // 2)
+    k_norm = min(len(normal), limit - k_anom)
+    return np.sort(
+        np.concatenate(
+            [rng.choice(anomalous, k_anom, replace=False), rng.choice(normal, k_norm, replace=False)]
+        )
+    )
+
+
+def _load_array_file(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False), None
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z:
+                raise EdgeanomError(
+                    f"{path}: expected an array named 'x' (and optionally 'y'), found {list(z.keys())}"
+                )
+            return z["x"], z.get("y")
+    except ValueError as exc:
+        raise EdgeanomError(f"{path}: not a readable numpy file ({exc})") from None
+
+
+def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    from edgeanom.preprocess import Preprocessor
+    from edgeanom.train import data as loaders
+
+    folder = loaders.ImageSource(path, labels=labels)
+    records = list(folder)
+    if not records:
+        raise EdgeanomError(f"{path}: no readable images or video frames")
+    x = np.array(Preprocessor(bundle)([r.frame for r in records]), copy=True)
+    y = np.array([int(r.label or 0) for r in records], dtype=np.int8) if folder.labelled else None
+    return x, y
+
+
+def _load_tables(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    from edgeanom.preprocess import Preprocessor, sliding_windows
+    from edgeanom.train import data as loaders
+    from edgeanom.train.prepare import label_windows
+
+    spec = bundle.preprocess
+    tables = loaders.load_tables(
+        os.fspath(path),
+        columns=spec.get("columns"),
+        time_column=spec.get("time_column"),
+        detect_time=bundle.input_kind == "window",
+        labels=labels,
+    )
+    xs, ys = [], []
+    for t in tables:
+        if bundle.input_kind == "vector":
+            xs.append(t.values)
+            ys.append(t.labels)
+        else:
+            window = spec.get("window") or {}
+            length, stride = int(window["length"]), int(window.get("stride", 1))
+            xs.append(sliding_windows(t.values, length, stride))
+            ys.append(
+                label_windows(t.labels, length, stride, len(t.values)) if t.labels is not None else None
+            )
+    raw = np.concatenate(xs)
+    y = None if any(v is None for v in ys) else np.concatenate(ys)
+    return Preprocessor(bundle)(raw), y

@@ -1,0 +1,159 @@
+"""Write a Triton Inference Server model repository for a bundle's ONNX model or TensorRT engine.
+
+Layout (Triton's defaults): `<repo>/<name>/config.pbtxt` and `<repo>/<name>/1/model.onnx` (platform
+`onnxruntime_onnx`) or `<repo>/<name>/1/model.plan` (platform `tensorrt_plan`). The config states the batch
+limit, every input and output with its type and per-sample dims (read from the ONNX graph, so they cannot
+drift from the model), dynamic batching and the instance group. Plain text is written here; tests parse it
+with Triton's own ModelConfig protobuf.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from edgeanom.errors import EdgeanomError
+
+# ONNX TensorProto element type -> Triton data type.
+_ONNX_TO_TRITON = {
+    1: "TYPE_FP32",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    9: "TYPE_BOOL",
+}
+PLATFORMS = {".onnx": ("onnxruntime_onnx", "model.onnx"), ".plan": ("tensorrt_plan", "model.plan")}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as Triton sees it: per-sample dims (no batch axis), -1 for dynamic."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+
+def onnx_io(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of an ONNX graph whose first axis is the batch."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+
+    def spec(value: object) -> TensorSpec:
+        t = value.type.tensor_type  # type: ignore[attr-defined]
+        name = value.name  # type: ignore[attr-defined]
+        if t.elem_type not in _ONNX_TO_TRITON:
+            raise EdgeanomError(
+                f"{onnx_path}: tensor '{name}' has ONNX type {t.elem_type}, which Triton cannot take"
+            )
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        if not dims:
+            raise EdgeanomError(f"{onnx_path}: tensor '{name}' has no batch axis")
+        return TensorSpec(name, _ONNX_TO_TRITON[t.elem_type], tuple(dims[1:]))
+
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [spec(v) for v in model.graph.input if v.name not in initializers]
+    return inputs, [spec(v) for v in model.graph.output]
+
+
+def model_config(
+    name: str,
+    platform: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    *,
+    max_batch_size: int,
+    instances: int = 1,
+    kind: str = "KIND_GPU",
+    preferred_batch_sizes: Sequence[int] = (),
+    max_queue_delay_us: int = 100,
+) -> str:
+    """config.pbtxt text for a batched model with dynamic batching."""
+    if max_batch_size < 1:
+        raise EdgeanomError(f"Triton max_batch_size must be >= 1, got {max_batch_size}")
+    if kind not in ("KIND_GPU", "KIND_CPU"):
+        raise EdgeanomError(f"instance kind must be KIND_GPU or KIND_CPU, got {kind!r}")
+
+    def tensors(items: Sequence[TensorSpec]) -> str:
+        blocks = []
+        for t in items:
+            # A tensor that is only the batch axis (e.g. `score` [N]) is declared [1] and reshaped to [].
+            dims = ", ".join(map(str, t.dims or (1,)))
+            reshape = "" if t.dims else "\n    reshape: { shape: [ ] }"
+            blocks.append(
+                f'  {{\n    name: "{t.name}"\n    data_type: {t.data_type}\n    dims: [ {dims} ]{reshape}\n  }}'
+            )
+        return ",\n".join(blocks)
+
+    preferred = sorted({b for b in preferred_batch_sizes if 1 <= b <= max_batch_size})
+    lines = [
+        f'name: "{name}"',
+        f'platform: "{platform}"',
+        f"max_batch_size: {max_batch_size}",
+        f"input [\n{tensors(inputs)}\n]",
+        f"output [\n{tensors(outputs)}\n]",
+        "dynamic_batching {",
+        *([f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]"] if preferred else []),
+        f"  max_queue_delay_microseconds: {int(max_queue_delay_us)}",
+        "}",
+        f"instance_group [\n  {{\n    count: {int(instances)}\n    kind: {kind}\n  }}\n]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def safe_model_name(text: str) -> str:
+    """A directory-safe Triton model name."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
+    return name or "edgeanom"
+
+
+def write_model_repository(
+    repo: Path,
+    name: str,
+    model_file: Path,
+    *,
+    max_batch_size: int,
+    io_from: Optional[Path] = None,
+    instances: int = 1,
+    kind: str = "KIND_GPU",
+    max_queue_delay_us: int = 100,
+) -> Path:
+    """Copy the model into `repo/name/1/` and write `repo/name/config.pbtxt`; returns the config path.
+
+    `io_from` is the ONNX graph the inputs/outputs are read from (the model itself for ONNX; the ONNX an
+    engine was built from for a `.plan`).
+    """
+    model_file = Path(model_file)
+    suffix = model_file.suffix.lower()
+    if suffix not in PLATFORMS:
+        raise EdgeanomError(f"{model_file}: Triton export takes a .onnx or .plan file")
+    if not model_file.is_file():
+        raise EdgeanomError(f"{model_file}: model file not found")
+    source = Path(io_from) if io_from is not None else model_file
+    if source.suffix.lower() != ".onnx":
+        raise EdgeanomError(f"{model_file}: pass the ONNX file the engine was built from to read its inputs")
+    platform, default_file = PLATFORMS[suffix]
+    inputs, outputs = onnx_io(source)
+    name = safe_model_name(name)
+    model_dir = Path(repo) / name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_file, model_dir / "1" / default_file)
+    config = model_config(
+        name,
+        platform,
+        inputs,
+        outputs,
+        max_batch_size=max_batch_size,
+        instances=instances,
+        kind=kind,
+        preferred_batch_sizes=[b for b in (max_batch_size // 2, max_batch_size) if b >= 1],
+        max_queue_delay_us=max_queue_delay_us,
+    )
+    (model_dir / "config.pbtxt").write_text(config)
+    return model_dir / "config.pbtxt"
