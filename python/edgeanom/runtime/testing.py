@@ -128,3 +128,63 @@ def window_bundle(
     bundle = Bundle(path, meta)
     bundle.save()
     return bundle
+
+
+class ScriptedCamera:
+    """A fake live camera for tests: delivers frames, drops out after `drop_after` frames, refuses
+    `failed_reopens` reopen attempts, then delivers `after_reconnect` more frames and ends."""
+
+    kind = "frames"
+    drop_stale = True
+    reconnect = True
+    fps: Optional[float] = None
+
+    def __init__(
+        self,
+        frame: np.ndarray,
+        drop_after: int = 5,
+        failed_reopens: int = 2,
+        after_reconnect: int = 5,
+        name: str = "camera:fake",
+        interval_s: float = 0.005,
+    ) -> None:
+        self.name = name
+        self.frame = frame
+        self.drop_after = drop_after
+        self.failed_reopens = failed_reopens
+        self.after_reconnect = after_reconnect
+        self.interval_s = interval_s
+        self.last_ref: Optional[str] = None
+        self.opens = 0
+        self.open_attempts = 0
+        self._delivered = 0
+        self._is_open = False
+
+    def open(self) -> None:
+        from edgeanom.errors import EdgeanomError
+
+        self.open_attempts += 1
+        if self.opens >= 1 and self.open_attempts - 1 <= self.failed_reopens:
+            raise EdgeanomError(
+                f"cannot open camera '{self.name}' (scripted failure {self.open_attempts - 1})"
+            )
+        self.opens += 1
+        self._is_open = True
+
+    def read(self) -> Optional[np.ndarray]:
+        import time
+
+        from edgeanom.runtime.sources.base import SourceLost
+
+        if not self._is_open:
+            raise SourceLost("not open")
+        if self.opens == 1 and self._delivered >= self.drop_after:
+            raise SourceLost("scripted drop-out")
+        if self.opens > 1 and self._delivered >= self.drop_after + self.after_reconnect:
+            return None
+        time.sleep(self.interval_s)
+        self._delivered += 1
+        return self.frame.copy()
+
+    def close(self) -> None:
+        self._is_open = False
