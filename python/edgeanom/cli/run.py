@@ -140,7 +140,8 @@ def run(
     )
     say = _say
     summary = run_stream(opts, say=say)
-    say(f"finished ({summary.stopped_by}): " + status_text(summary.stats).removeprefix("edgeanom: "))
+    final = {**summary.stats, "fps": summary.stats["fps_mean"]}  # the whole run's rate, not the last seconds'
+    say(f"finished ({summary.stopped_by}): " + status_text(final).removeprefix("edgeanom: "))
     for example in summary.corrupt_examples:
         say(f"skipped: {example}")
     if record is not None:

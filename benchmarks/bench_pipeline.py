@@ -1,0 +1,341 @@
+"""How much of the backend's speed does `edgeanom run` keep, and how much faster is it than a hand-written loop?
+
+On one video file, with the default conv-AE (3x128x128; untrained weights run at the trained model's speed) on
+ONNX Runtime CPU, in one process:
+
+  (a) backend alone: `runner.infer` on pre-made, preprocessed batches (the ceiling);
+  (b) the full `run` pipeline: decode -> resize -> batch -> ONNX Runtime -> C++ error map, blur, top-k score ->
+      alarms -> JSON Lines file, exactly as `edgeanom run --video FILE --events FILE` does;
+  (c) the obvious hand-written loop: cv2 read -> resize -> torch eager (batch 1) -> NumPy error map and score.
+
+Targets: (b) >= 85% of (a) at the same batch size; (b) >= 2x (c). Also: batch-1 end-to-end latency of a
+camera-paced stream (p50/p99), and 4 streams batched together (one frame per stream per batch).
+
+    python benchmarks/bench_pipeline.py [--frames 600] [--batch 8] [--repeats 3] [--out benchmarks/results/pipeline.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeanom.bundle import Bundle, load_bundle
+
+SIZE = 128
+VIDEO_SIDE = 320
+
+
+def make_bundle(root: Path, seed: int = 0) -> Bundle:
+    """The default conv-AE (train's defaults: channels [32, 64, 128, 128], latent 128, RGB 128x128, map score)."""
+    import torch
+
+    from edgeanom.train.checkpoint import save_torch
+    from edgeanom.train.models import build_model
+    from edgeanom.train.onnx_fp32 import export_onnx
+
+    torch.manual_seed(seed)
+    model = build_model("conv-ae", [3, SIZE, SIZE], {}).eval()
+    root.mkdir(parents=True, exist_ok=True)
+    save_torch(model, root / "model.pt")
+    parity = export_onnx(model, root / "model.onnx")
+    meta = {
+        "model": {"type": "conv-ae", "family": "torch", "params": model.params},
+        "input": {"kind": "image", "shape": [3, SIZE, SIZE], "names": ["input"]},
+        "preprocess": {"image": {"size": [SIZE, SIZE], "color": "rgb"}, "scaler": None, "window": None},
+        "score": {"metric": "mse", "center": None, "map": {"blur_sigma": 2.0, "mode": "topk_mean", "k": 164}},
+        "threshold": {"value": 1e9, "method": "fixed", "stats": {"min": 0.0}},
+        "onnx": {
+            "file": "model.onnx",
+            "input": "input",
+            "output": "reconstruction",
+            "fused": None,
+            "parity": parity,
+        },
+        "checkpoint": "model.pt",
+    }
+    Bundle(root, meta).save()
+    return load_bundle(root)
+
+
+def make_video(path: Path, frames: int) -> Path:
+    from edgeanom.demo import scene_frames, write_video
+
+    scene, _ = scene_frames(frames, VIDEO_SIDE, seed=0)
+    return write_video(path, scene, fps=30.0)
+
+
+def decoded_frames(video: Path, count: int) -> list[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    while len(out) < count:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out
+
+
+def backend_alone(bundle: Bundle, frames: list[np.ndarray], batch: int, iters_frames: int) -> dict[str, Any]:
+    """(a) `infer` on a pre-made preprocessed batch, repeated; frames per second."""
+    from edgeanom.backends import open_runner
+    from edgeanom.preprocess import Preprocessor
+
+    x = Preprocessor(bundle)(frames[:batch]).copy()
+    runner = open_runner(bundle, "onnxruntime", reuse_outputs=True)
+    for _ in range(3):
+        runner.infer(x)
+    n = max(1, iters_frames // batch)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        runner.infer(x)
+    dt = time.perf_counter() - t0
+    runner.close()
+    return {"fps": n * batch / dt, "batch": batch, "ms_per_batch": 1000 * dt / n}
+
+
+class _Timing:
+    """A sink that notes when samples are delivered and keeps their latencies."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.latencies: list[float] = []
+
+    def write(self, result: Any) -> None:
+        self.times.append(time.perf_counter())
+        self.latencies.append(result.latency_ms)
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def full_pipeline(
+    bundle: Bundle, videos: list[Path], batch: int, events: Path, realtime: bool = False
+) -> dict[str, Any]:
+    """(b) `edgeanom run --video ... --events FILE --batch B` in-process; steady-state frames per second."""
+    from edgeanom.runtime.launch import RunOptions, run_stream
+
+    timing = _Timing()
+    opts = RunOptions(
+        model=bundle.path,
+        videos=list(videos),
+        backend="onnxruntime",
+        batch=batch,
+        events=events,
+        realtime=realtime,
+        status_interval=0,
+        install_signal_handlers=False,
+    )
+    t0 = time.perf_counter()
+    summary = run_stream(opts, extra_sinks=(timing,))
+    wall = time.perf_counter() - t0
+    n = len(timing.times)
+    skip = min(n // 10, 20)  # the first batches pay for thread start-up and the first decode
+    steady = (n - 1 - skip) / (timing.times[-1] - timing.times[skip]) if n > skip + 2 else float("nan")
+    lat = np.asarray(timing.latencies[skip:])
+    return {
+        "fps": steady,
+        "fps_including_startup": n / wall,
+        "frames": n,
+        "batch_per_stream": batch,
+        "streams": len(videos),
+        "latency_ms_p50": float(np.percentile(lat, 50)),
+        "latency_ms_p99": float(np.percentile(lat, 99)),
+        "drops": summary.stats["drops"],
+    }
+
+
+def hand_loop(bundle: Bundle, video: Path, frames: int, torch_threads: int = 0) -> dict[str, Any]:
+    """(c) What one writes without edgeanom: read, resize, torch eager per frame, NumPy error map + score.
+
+    `torch_threads` 0 keeps torch's default (one per core); the report also runs it with 1 thread, which is
+    faster when the cores are shared, and compares against the faster of the two.
+    """
+    import cv2
+    import torch
+
+    from edgeanom.train.checkpoint import load_model
+
+    default_threads = torch.get_num_threads()
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    model = load_model(bundle)
+    sigma = float(bundle.score["map"]["blur_sigma"])
+    k = int(bundle.score["map"]["k"])
+    cap = cv2.VideoCapture(str(video))
+    scores = []
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        while len(scores) < frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            img = cv2.cvtColor(
+                cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+            )
+            x = torch.from_numpy(img).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+            recon = model(x).numpy()[0]
+            err = ((x.numpy()[0] - recon) ** 2).mean(axis=0)
+            err = cv2.GaussianBlur(err, (0, 0), sigma)
+            scores.append(float(np.partition(err.ravel(), -k)[-k:].mean()))
+    dt = time.perf_counter() - t0
+    cap.release()
+    used = torch.get_num_threads()
+    torch.set_num_threads(default_threads)
+    return {"fps": len(scores) / dt, "frames": len(scores), "torch_threads": used}
+
+
+def median_of(runs: list[dict[str, Any]], key: str = "fps") -> dict[str, Any]:
+    """The run with the median `key` (all runs' values are kept for honesty)."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    best = dict(ordered[len(ordered) // 2])
+    best[f"{key}_runs"] = [round(r[key], 2) for r in runs]
+    return best
+
+
+def repeat(fn: Callable[[], dict[str, Any]], times: int) -> dict[str, Any]:
+    return median_of([fn() for _ in range(times)])
+
+
+def environment() -> dict[str, Any]:
+    import cv2
+    import onnxruntime as ort
+
+    from edgeanom import scoring
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+        "opencv": cv2.__version__,
+        "scoring_threads": scoring.get_num_threads() if hasattr(scoring, "get_num_threads") else None,
+    }
+    if hasattr(os, "getloadavg"):
+        info["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=600, help="video length (frames)")
+    ap.add_argument("--batch", type=int, default=8, help="batch size for (a) and (b)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per measurement (the median is reported)")
+    ap.add_argument("--latency-frames", type=int, default=150, help="frames of the camera-paced latency run")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipeline.json")
+    args = ap.parse_args(argv)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    env = environment()
+    with tempfile.TemporaryDirectory(prefix="edgeanom-bench-") as tmp:
+        root = Path(tmp)
+        bundle = make_bundle(root / "model")
+        video = make_video(root / "scene.mp4", args.frames)
+        frames = decoded_frames(video, max(args.batch, 4))
+        events = root / "events.jsonl"
+        B, R = args.batch, args.repeats
+        console.print(
+            f"video {video.name}: {args.frames} frames {VIDEO_SIDE}x{VIDEO_SIDE}; conv-AE 3x{SIZE}x{SIZE}"
+        )
+
+        results: dict[str, Any] = {}
+        results["a_backend"] = repeat(lambda: backend_alone(bundle, frames, B, args.frames), R)
+        results["b_pipeline"] = repeat(lambda: full_pipeline(bundle, [video], B, events), R)
+        hand = min(args.frames, 300)
+        results["c_hand_loop_default_threads"] = repeat(lambda: hand_loop(bundle, video, hand), R)
+        results["c_hand_loop_1_thread"] = repeat(lambda: hand_loop(bundle, video, hand, torch_threads=1), R)
+        results["c_hand_loop"] = max(
+            results["c_hand_loop_default_threads"], results["c_hand_loop_1_thread"], key=lambda r: r["fps"]
+        )
+        results["a_backend_batch1"] = repeat(lambda: backend_alone(bundle, frames, 1, args.frames // 2), R)
+        results["b_pipeline_batch1"] = repeat(lambda: full_pipeline(bundle, [video], 1, events), R)
+        short = make_video(root / "short.mp4", args.latency_frames)
+        results["latency_batch1_camera_paced"] = full_pipeline(bundle, [short], 1, events, realtime=True)
+        results["a_backend_batch4"] = repeat(lambda: backend_alone(bundle, frames, 4, args.frames), R)
+        results["b_pipeline_4_streams"] = repeat(lambda: full_pipeline(bundle, [video] * 4, 1, events), R)
+
+    a, b, c = results["a_backend"]["fps"], results["b_pipeline"]["fps"], results["c_hand_loop"]["fps"]
+    a4, b4 = results["a_backend_batch4"]["fps"], results["b_pipeline_4_streams"]["fps"]
+    a1, b1 = results["a_backend_batch1"]["fps"], results["b_pipeline_batch1"]["fps"]
+    targets = {
+        "pipeline_vs_backend": {"value": b / a, "target": 0.85, "met": b / a >= 0.85, "batch": B},
+        "pipeline_vs_hand_loop": {"value": b / c, "target": 2.0, "met": b / c >= 2.0},
+        "pipeline_vs_backend_batch1": {"value": b1 / a1, "target": 0.85, "met": b1 / a1 >= 0.85, "batch": 1},
+        "four_streams_vs_backend_batch4": {
+            "value": b4 / a4,
+            "target": 0.85,
+            "met": b4 / a4 >= 0.85,
+            "batch": 4,
+        },
+    }
+    if hasattr(os, "getloadavg"):
+        env["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    report = {
+        "benchmark": "pipeline",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "model": f"conv-ae 3x{SIZE}x{SIZE} (default architecture, untrained weights)",
+        "video": {"frames": args.frames, "size": [VIDEO_SIDE, VIDEO_SIDE], "codec": "mp4v"},
+        "backend": "onnxruntime CPUExecutionProvider",
+        "environment": env,
+        "results": results,
+        "targets": targets,
+    }
+
+    table = Table(
+        title=f"edgeanom run pipeline benchmark ({env['cpu_count']} CPUs, load {env.get('loadavg_start')})"
+    )
+    for col in ("case", "batch", "fps", "p50 ms", "p99 ms", "runs (fps)"):
+        table.add_column(col, justify="right" if col != "case" else "left")
+    rows = [
+        ("(a) backend alone", "a_backend"),
+        ("(b) run pipeline", "b_pipeline"),
+        ("(c) hand loop, torch default threads", "c_hand_loop_default_threads"),
+        ("(c) hand loop, torch 1 thread", "c_hand_loop_1_thread"),
+        ("(a) backend alone", "a_backend_batch1"),
+        ("(b) run pipeline", "b_pipeline_batch1"),
+        ("(b) camera-paced 30 fps", "latency_batch1_camera_paced"),
+        ("(a) backend alone", "a_backend_batch4"),
+        ("(b) 4 streams", "b_pipeline_4_streams"),
+    ]
+    for label, key in rows:
+        r = results[key]
+        batch = r.get("batch", r.get("batch_per_stream", 1) * r.get("streams", 1))
+        table.add_row(
+            label,
+            str(1 if key.startswith("c_") else batch),
+            f"{r['fps']:.1f}",
+            f"{r['latency_ms_p50']:.1f}" if "latency_ms_p50" in r else "",
+            f"{r['latency_ms_p99']:.1f}" if "latency_ms_p99" in r else "",
+            ", ".join(f"{x:.0f}" for x in r.get("fps_runs", [])),
+        )
+    console.print(table)
+    for name, t in targets.items():
+        mark = "[green]met[/]" if t["met"] else "[red]MISSED[/]"
+        console.print(f"{name}: {t['value']:.2f} (target >= {t['target']}) {mark}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
