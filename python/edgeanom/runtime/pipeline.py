@@ -183,7 +183,16 @@ class Pipeline:
         names = [s.name for s in self.sources]
         for name in names:
             self.stats.add_stream(name)
-        alarms = StreamAlarms(self.threshold.value, self.settings, names)
+        try:
+            alarms = StreamAlarms(self.threshold.value, self.settings, names)
+            if self.config.warmup:
+                self.runner.infer(self._input[:1])
+            self._open_sources()
+        except BaseException:
+            for sink in self.sinks:  # nothing ran yet: close the outputs without a summary
+                with contextlib.suppress(Exception):
+                    sink.close()
+            raise
         kept_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_KEPT_EVENTS)
         dispatcher = SinkDispatcher(
             self.sinks, capacity=self.config.sink_queue, on_error=lambda _exc: self.stop("sink")
@@ -191,9 +200,6 @@ class Pipeline:
         captures: list[CaptureThread] = []
         error: Optional[BaseException] = None
         try:
-            if self.config.warmup:
-                self.runner.infer(self._input[:1])
-            self._open_sources()
             captures = self._start_captures()
             self._loop(captures, alarms, dispatcher, kept_events)
         except BaseException as exc:
@@ -201,8 +207,9 @@ class Pipeline:
         finally:
             for cap in captures:
                 cap.stop()
+            deadline = time.monotonic() + 2.0  # a thread blocked in a read (stdin) is a daemon: leave it
             for cap in captures:
-                cap.join(timeout=2.0)
+                cap.join(timeout=max(0.0, deadline - time.monotonic()))
             self._drain_oob(dispatcher)
             for event in alarms.flush():  # alarms still open end with the run: no event is lost
                 kept_events.append(event)

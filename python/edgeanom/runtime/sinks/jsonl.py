@@ -7,8 +7,10 @@ non-finite input is written as null (with ``flag`` true).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, TextIO
@@ -95,8 +97,17 @@ class JsonlSink:
         if self._fh is None or not records:
             return
         text = "".join(json.dumps(strict(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records)
-        self._fh.write(text)
-        self._fh.flush()
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop writing; point stdout at devnull so the interpreter's
+            # final flush does not complain. The pipeline treats this as a normal stop.
+            if self._fh is sys.stdout:
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self._fh = None
+            raise
         self.lines += len(records)
 
     def write(self, result: SampleResult) -> None:
