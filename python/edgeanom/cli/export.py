@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -122,7 +123,8 @@ def print_result(result: Any, bundle_dir: Path, engine_asked: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    # Wide when piped (logs, CI): parity rows and trtexec lines stay on one line each.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"parity ({bundle_dir})", title_justify="left")
     for col in ("check", "inputs", "n", "max abs err", "max rel err", "tolerance", "ok"):
         table.add_column(col, justify="right" if col not in ("check", "inputs") else "left")
@@ -170,7 +172,9 @@ def print_result(result: Any, bundle_dir: Path, engine_asked: bool) -> None:
             markup=False,
         )
         for major, cmd in sorted(result.trtexec.items()):
-            console.print(f"  TensorRT {major}: {cmd.shell()}", soft_wrap=True, markup=False)
+            console.print(
+                f"  TensorRT {major}: {cmd.shell() if cmd.argv else cmd.note}", soft_wrap=True, markup=False
+            )
             if cmd.argv and cmd.note:
                 console.print(f"    ({cmd.note})", markup=False)
     for note in result.notes:

@@ -221,8 +221,7 @@ class EngineCache:
 
     # --- writing ---------------------------------------------------------------------------------------
     def store(self, key: EngineKey, plan: bytes, extra: Optional[dict[str, Any]] = None) -> Path:
-        """Write the raw plan and its sidecar atomically; older engines for the same device and precision
-        (now stale: other graph or profile) are removed, engines for other devices are kept."""
+        """Write the raw plan and its sidecar atomically, then drop the engines it supersedes."""
         if not plan:
             raise EdgeanomError("TensorRT returned an empty engine; nothing was cached")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -249,12 +248,17 @@ class EngineCache:
             path.unlink(missing_ok=True)
 
     def _drop_stale(self, key: EngineKey, keep: str) -> None:
+        """Remove engines this one supersedes: same GPU and precision, but another graph or another TensorRT /
+        L4T release (an upgrade). Engines for other GPUs, and for other profiles of this graph, are kept."""
         wanted = key.fields()
-        same_target = ("tensorrt", "gpu", "compute_capability", "l4t", "precision")
         for entry in self.entries():
-            if entry["file"] == keep or any(entry["key"].get(f) != wanted[f] for f in same_target):
+            cached = entry["key"]
+            if entry["file"] == keep or any(
+                cached.get(f) != wanted[f] for f in ("gpu", "compute_capability", "precision")
+            ):
                 continue
-            self.remove(entry["file"])
+            if any(cached.get(f) != wanted[f] for f in ("onnx_sha256", "tensorrt", "l4t")):
+                self.remove(entry["file"])
 
     def get_or_build(
         self, key: EngineKey, build: Callable[[], tuple[bytes, dict[str, Any]]]

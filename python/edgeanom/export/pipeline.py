@@ -149,10 +149,14 @@ def _export_torch(
     result.files["fp32"] = FP32_FILE
 
     spec = ScoreSpec.from_bundle(bundle)
-    core = {name: _core_scores(bundle, spec, x, reference[name]) for name, x in sets}
+    core = {name: _core_scores(spec, x, reference[name]) for name, x in sets}
+    # the score each sample gets when deployed (map score for image bundles with map scoring)
+    plain_scorer = _scorer(bundle, output_name, None)
+    deployed = {name: plain_scorer(x, {output_name: reference[name]}).scores for name, x in sets}
     if opts.fused:
         fused = check_graph(append_score_head(base, spec, input_name, output_name), FUSED_FILE)
         session = onnx_session(fused)
+        fused_scorer = _scorer(bundle, output_name, spec.outputs)
         for name, x in sets:
             out = run_onnx(session, x)
             result.parity.append(
@@ -161,6 +165,11 @@ def _export_torch(
             if spec.error_map:
                 result.parity.append(
                     row("fused error_map vs C++ core", name, core[name][1], out["error_map"], FP32_REL_TOL)
+                )
+            if bundle.score.get("map"):
+                got = fused_scorer(x, out).scores
+                result.parity.append(
+                    row("fused map score vs C++ core", name, deployed[name], got, FP32_REL_TOL)
                 )
         _require_ok(
             result.parity, f"fused scores do not match the C++ core (tolerance {FP32_REL_TOL:g} relative)"
@@ -178,20 +187,19 @@ def _export_torch(
             half = append_score_head(half, spec, input_name, output_name)
         half = check_graph(half, FP16_FILE)
         session = onnx_session(half, fp16=True)
+        half_scorer = _scorer(bundle, output_name, spec.outputs if opts.fused else None)
         scores16 = {}
         for name, x in sets:
             out = run_onnx(session, x)
-            if opts.fused:
-                scores16[name] = out["score"]
-            else:
-                scores16[name] = _core_scores(bundle, spec, x, out[output_name])[0]
+            if not opts.fused:
                 result.parity.append(
                     row(f"{FP16_FILE} output vs FP32", name, fp32_outputs[name], out[output_name])
                 )
-            result.parity.append(row(f"{FP16_FILE} scores vs FP32", name, core[name][0], scores16[name]))
+            scores16[name] = half_scorer(x, out).scores
+            result.parity.append(row(f"{FP16_FILE} scores vs FP32", name, deployed[name], scores16[name]))
         cost_set = "real" if real is not None else "random"
         labels = real.labels if real is not None else None
-        result.fp16_cost = {"samples": cost_set, **fp16_cost(core[cost_set][0], scores16[cost_set], labels)}
+        result.fp16_cost = {"samples": cost_set, **fp16_cost(deployed[cost_set], scores16[cost_set], labels)}
         save_model(half, bundle.path / FP16_FILE)
         result.files["fp16"] = FP16_FILE
 
@@ -242,20 +250,25 @@ def _simplified(base: Any, sets: list[tuple[str, np.ndarray]], output_name: str,
     return slim if info["kept"] else base
 
 
-def _core_scores(
-    bundle: Bundle, spec: Any, x: np.ndarray, outputs: np.ndarray
-) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Scores (and un-blurred error maps for image reconstruction models) from the C++ core."""
+def _core_scores(spec: Any, x: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """What the fused head must reproduce, from the C++ core: the per-sample error (squared distance to the
+    centre for Deep SVDD) and, for image reconstruction models, the un-blurred error map."""
     from edgeanom import scoring
 
     out = np.ascontiguousarray(outputs, dtype=np.float32)
     if spec.center is not None:
         return scoring.reconstruction_error(out, np.ascontiguousarray(spec.center), metric="sse"), None
-    scores = scoring.reconstruction_error(
-        np.ascontiguousarray(x), out, metric=spec.metric, weights=spec.weights
-    )
-    maps = scoring.error_map(np.ascontiguousarray(x), out, blur_sigma=0.0) if spec.error_map else None
-    return scores, maps
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    scores = scoring.reconstruction_error(x, out, metric=spec.metric, weights=spec.weights)
+    return scores, scoring.error_map(x, out, blur_sigma=0.0) if spec.error_map else None
+
+
+def _scorer(bundle: Bundle, output_name: str, fused: Optional[dict[str, Any]]) -> Any:
+    """The runtime's Scorer for a graph with (or without) fused outputs: the deployed score, exactly."""
+    from edgeanom.scorer import Scorer
+
+    onnx_meta = {**bundle.onnx, "output": output_name, "fused": fused}
+    return Scorer(Bundle(bundle.path, {**bundle.meta, "onnx": onnx_meta}))
 
 
 def _require_ok(rows: list[ParityRow], message: str) -> None:

@@ -7,7 +7,7 @@ match the original graph on the parity samples; otherwise the original graph is 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     import onnx
@@ -24,9 +24,24 @@ def simplify(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
     except Exception as exc:  # onnxslim raises whatever its passes raise
         log.info("onnxslim could not simplify the graph (%s); keeping it as exported", exc)
         return None
-    if slim is None or _interface(slim) != _interface(model):
+    if slim is None or not _same_interface(_interface(model), _interface(slim)):
         return None
     return slim
+
+
+def _same_interface(before: Any, after: Any) -> bool:
+    """Same tensors, types and ranks; a symbolic per-sample dim may become static, the batch axis may not."""
+    for old_side, new_side in zip(before, after):
+        if [(n, t, len(d)) for n, t, d in old_side] != [(n, t, len(d)) for n, t, d in new_side]:
+            return False
+        for (_, _, old), (_, _, new) in zip(old_side, new_side):
+            if new and isinstance(new[0], int) and (not old or new[0] != old[0]):
+                return False  # the batch axis must stay dynamic
+            if any(
+                o != n and not (isinstance(o, str) and isinstance(n, int)) for o, n in zip(old[1:], new[1:])
+            ):
+                return False
+    return True
 
 
 def _interface(

@@ -140,6 +140,9 @@ def build_engine(req: BuildRequest) -> tuple[bytes, dict[str, Any]]:
 
     pinned = 0
     calibrator = None
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if req.precision == "fp32" and tf32 is not None:
+        config.clear_flag(tf32)  # "fp32" means FP32: TF32 tensor cores round inputs to 10-bit mantissas
     if major < 11 and req.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
         pinned = _pin_head_fp32(trt, network)

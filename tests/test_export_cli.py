@@ -1,0 +1,134 @@
+"""`edgeanom export` through Typer's CliRunner: artifacts, the parity table, trtexec commands, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeanom.cli.main import app
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("edgeanom.scoring", reason="the C++ scoring core is not built")
+
+cli = CliRunner()
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgeanom.train.api import train_bundle
+
+    rng = np.random.default_rng(0)
+    frames = [(100 + 30 * rng.random((32, 32))).astype(np.uint8) for _ in range(16)]
+    out = tmp_path_factory.mktemp("cli") / "edgeanom-model"
+    train_bundle(
+        frames=frames,
+        model="conv-ae",
+        out=out,
+        epochs=1,
+        image_size=32,
+        channels=[4, 8],
+        latent=8,
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture
+def bundle(trained: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "edgeanom-model"
+    shutil.copytree(trained, dst)
+    return dst
+
+
+def test_export_fp16_prints_parity_and_trtexec_commands(bundle: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "model_repository"
+    result = cli.invoke(app, ["export", str(bundle), "--fp16", "--max-batch", "4", "--triton", str(repo)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "model.onnx vs PyTorch" in out and "fused score vs C++ core" in out
+    assert "what FP16 costs" in out and "Spearman" in out
+    assert "onnxslim:" in out
+    assert "TensorRT 10: trtexec --onnx=model.fused.onnx --fp16" in out
+    assert "TensorRT 11: trtexec --onnx=model.fp16.onnx" in out
+    assert "--maxShapes=input:4x1x32x32" in out
+    assert "no real samples given" in out
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["onnx"]["file"] == "model.fused.onnx" and meta["onnx"]["fp16_file"] == "model.fp16.onnx"
+    assert all(c["ok"] is not False for c in meta["onnx"]["parity"]["checks"])
+    config = (repo / "edgeanom-model" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "max_batch_size: 4" in config
+    assert (repo / "edgeanom-model" / "1" / "model.onnx").read_bytes() == (
+        bundle / "model.fp16.onnx"
+    ).read_bytes()
+
+
+def test_default_bundle_dir_and_no_simplify(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(bundle.parent)
+    result = cli.invoke(app, ["export", "--no-simplify", "--no-fused-score"])
+    assert result.exit_code == 0, result.output
+    assert "onnxslim" not in result.output and "fused score" not in result.output
+    assert json.loads((bundle / "bundle.json").read_text())["onnx"]["file"] == "model.onnx"
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="checks the message shown where TensorRT is missing")
+def test_engine_without_tensorrt_writes_onnx_and_says_why(bundle: Path) -> None:
+    (bundle / "model.fused.onnx").unlink(missing_ok=True)
+    result = cli.invoke(app, ["export", str(bundle), "--engine"])
+    assert result.exit_code == 2
+    assert "error: no TensorRT engine built: TensorRT is not installed" in result.output
+    assert "pip install 'edgeanom[trt]'" in result.output and "python3-libnvinfer" in result.output
+    assert (
+        "TensorRT 10: trtexec --onnx=model.fused.onnx --saveEngine=engines/model.fp32.b8.plan"
+        in result.output
+    )
+    assert (bundle / "model.fused.onnx").is_file()  # the ONNX artifacts were written first
+
+
+def test_int8_needs_calibration_data(bundle: Path) -> None:
+    result = cli.invoke(app, ["export", str(bundle), "--int8"])
+    assert result.exit_code == 2
+    assert "error: --int8 needs calibration data: --calib-data PATH" in result.output
+
+
+def test_int8_commands_with_calibration_data(bundle: Path, tmp_path: Path) -> None:
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).random((16, 1, 32, 32), dtype=np.float32))
+    result = cli.invoke(app, ["export", str(bundle), "--int8", "--calib-data", str(calib)])
+    assert result.exit_code == 0, result.output
+    assert "--int8 --fp16 --calib=engines/calibration.cache" in result.output
+    assert "TensorRT 11: INT8 needs an explicitly quantized (Q/DQ) ONNX" in result.output
+    assert (
+        "model.onnx vs PyTorch" in result.output and " real " in result.output
+    )  # calib data doubles as real samples
+
+    np.save(calib, np.zeros((4, 3, 8, 8), np.float32))
+    bad = cli.invoke(app, ["export", str(bundle), "--int8", "--calib-data", str(calib)])
+    assert bad.exit_code == 2
+    assert "samples have shape (4, 3, 8, 8), the model takes (N, 1, 32, 32)" in bad.output
+
+
+def test_missing_checkpoint_unknown_schema_and_missing_bundle(bundle: Path, tmp_path: Path) -> None:
+    (bundle / "model.pt").unlink()
+    result = cli.invoke(app, ["export", str(bundle)])
+    assert result.exit_code == 2 and "checkpoint file 'model.pt' is missing" in result.output
+
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["schema_version"] = 99
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    result = cli.invoke(app, ["export", str(bundle)])
+    assert result.exit_code == 2 and "unknown schema_version 99" in result.output
+
+    result = cli.invoke(app, ["export", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "no model bundle at" in result.output
+
+
+def test_bad_data_path_is_named(bundle: Path, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["export", str(bundle), "--data", str(tmp_path / "missing-folder")])
+    assert result.exit_code == 2 and "missing-folder' does not exist" in result.output
