@@ -215,9 +215,7 @@ class CaptureThread(threading.Thread):
                 continue
             ref = getattr(self.source, "last_ref", None)
             for sample_index, data, frame in samples:
-                item = Item(
-                    sample_index, captured, wall, data, frame, ref if frame is not None or ref else None
-                )
+                item = Item(sample_index, captured, wall, data, frame, ref)
                 lost = self.channel.put(item, self.stop_event)
                 if lost:
                     self.stats.record_drops(name, lost)
