@@ -106,14 +106,14 @@ def backend_alone(bundle: Bundle, frames: list[np.ndarray], batch: int, iters_fr
 
 
 class _Timing:
-    """A sink that notes when samples are delivered and keeps their latencies."""
+    """A sink that keeps when each sample was scored (on the pipeline thread: capture time + latency)."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.latencies: list[float] = []
 
     def write(self, result: Any) -> None:
-        self.times.append(time.perf_counter())
+        self.times.append(result.time + result.latency_ms / 1000.0)
         self.latencies.append(result.latency_ms)
 
     def write_event(self, event: dict[str, Any]) -> None:
@@ -144,8 +144,9 @@ def full_pipeline(
     summary = run_stream(opts, extra_sinks=(timing,))
     wall = time.perf_counter() - t0
     n = len(timing.times)
+    times = sorted(timing.times)
     skip = min(n // 10, 20)  # the first batches pay for thread start-up and the first decode
-    steady = (n - 1 - skip) / (timing.times[-1] - timing.times[skip]) if n > skip + 2 else float("nan")
+    steady = (n - 1 - skip) / (times[-1] - times[skip]) if n > skip + 2 else float("nan")
     lat = np.asarray(timing.latencies[skip:])
     return {
         "fps": steady,
@@ -207,10 +208,6 @@ def median_of(runs: list[dict[str, Any]], key: str = "fps") -> dict[str, Any]:
     return best
 
 
-def repeat(fn: Callable[[], dict[str, Any]], times: int) -> dict[str, Any]:
-    return median_of([fn() for _ in range(times)])
-
-
 def environment() -> dict[str, Any]:
     import cv2
     import onnxruntime as ort
@@ -257,20 +254,29 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         results: dict[str, Any] = {}
-        results["a_backend"] = repeat(lambda: backend_alone(bundle, frames, B, args.frames), R)
-        results["b_pipeline"] = repeat(lambda: full_pipeline(bundle, [video], B, events), R)
         hand = min(args.frames, 300)
-        results["c_hand_loop_default_threads"] = repeat(lambda: hand_loop(bundle, video, hand), R)
-        results["c_hand_loop_1_thread"] = repeat(lambda: hand_loop(bundle, video, hand, torch_threads=1), R)
+        cases: dict[str, Callable[[], dict[str, Any]]] = {
+            "a_backend": lambda: backend_alone(bundle, frames, B, args.frames),
+            "b_pipeline": lambda: full_pipeline(bundle, [video], B, events),
+            "c_hand_loop_default_threads": lambda: hand_loop(bundle, video, hand),
+            "c_hand_loop_1_thread": lambda: hand_loop(bundle, video, hand, torch_threads=1),
+            "a_backend_batch1": lambda: backend_alone(bundle, frames, 1, args.frames // 2),
+            "b_pipeline_batch1": lambda: full_pipeline(bundle, [video], 1, events),
+            "a_backend_batch4": lambda: backend_alone(bundle, frames, 4, args.frames),
+            "b_pipeline_4_streams": lambda: full_pipeline(bundle, [video] * 4, 1, events),
+        }
+        # Rounds run every case once, so a change in machine load hits all cases alike (shared CPUs).
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+        for round_no in range(R):
+            for name, fn in cases.items():
+                runs[name].append(fn())
+            console.print(f"round {round_no + 1}/{R} done")
+        results: dict[str, Any] = {name: median_of(r) for name, r in runs.items()}
         results["c_hand_loop"] = max(
             results["c_hand_loop_default_threads"], results["c_hand_loop_1_thread"], key=lambda r: r["fps"]
         )
-        results["a_backend_batch1"] = repeat(lambda: backend_alone(bundle, frames, 1, args.frames // 2), R)
-        results["b_pipeline_batch1"] = repeat(lambda: full_pipeline(bundle, [video], 1, events), R)
         short = make_video(root / "short.mp4", args.latency_frames)
         results["latency_batch1_camera_paced"] = full_pipeline(bundle, [short], 1, events, realtime=True)
-        results["a_backend_batch4"] = repeat(lambda: backend_alone(bundle, frames, 4, args.frames), R)
-        results["b_pipeline_4_streams"] = repeat(lambda: full_pipeline(bundle, [video] * 4, 1, events), R)
 
     a, b, c = results["a_backend"]["fps"], results["b_pipeline"]["fps"], results["c_hand_loop"]["fps"]
     a4, b4 = results["a_backend_batch4"]["fps"], results["b_pipeline_4_streams"]["fps"]
