@@ -98,8 +98,12 @@ class StreamAlarms:
         result = self._filter.update(
             np.ascontiguousarray(scores, dtype=np.float32), np.ascontiguousarray(stream_ids, dtype=np.int64)
         )
+        if isinstance(result, tuple):  # the compiled class answers (flags, smoothed, events)
+            flags, smoothed, raw_events = result
+        else:
+            flags, smoothed, raw_events = result.flags, result.smoothed, result.events
         per_sample: list[list[dict[str, Any]]] = [[] for _ in range(len(scores))]
-        if result.events:
+        if raw_events:
             # Which batch position holds sample `counter` of stream `sid`: the batch's samples of a stream
             # are its most recent ones, in order.
             position: dict[tuple[int, int], int] = {}
@@ -110,14 +114,14 @@ class StreamAlarms:
                 counter = self._history[sid].count - per_stream_total[sid] + seen.get(sid, 0)
                 seen[sid] = seen.get(sid, 0) + 1
                 position[(sid, counter)] = pos
-            for raw in result.events:
+            for raw in raw_events:
                 event = self._translate(raw)
                 pos = position.get((int(raw["stream"]), int(raw["index"])))
                 if pos is None:
                     continue
                 event["score"] = _finite_or_none(float(scores[pos]))
                 per_sample[pos].append(event)
-        return np.asarray(result.flags, dtype=bool), np.asarray(result.smoothed, dtype=np.float32), per_sample
+        return np.asarray(flags, dtype=bool), np.asarray(smoothed, dtype=np.float32), per_sample
 
     def flush(self) -> list[dict[str, Any]]:
         """End events for alarms still open (end of run)."""
