@@ -105,10 +105,13 @@ class _HeadBuilder:
         return self.op(op_type, [x], label, output, axes=[axis], keepdims=0)
 
     def non_finite_to_inf(self, value: str, check: str, label: str, output: str) -> str:
-        """`output` = +inf where `check` is NaN, else `value` (NaN arises from NaN, inf - inf, inf * 0)."""
+        """`output` = +inf where `check` is NaN, else `value` (NaN arises from NaN, inf - inf, inf * 0).
+
+        NaN is the one value not equal to itself; Equal + Where parse on every TensorRT version we target.
+        """
         inf = self.const(f"{label}_inf", np.array(np.inf, dtype=np.float32))
-        nan = self.op("IsNaN", [check], f"{label}_isnan")
-        return self.op("Where", [nan, inf, value], label, output)
+        is_number = self.op("Equal", [check, check], f"{label}_is_number")
+        return self.op("Where", [is_number, value, inf], label, output)
 
 
 def append_score_head(

@@ -2,6 +2,7 @@
 
 - TensorRT 10: FP32 graph; `BuilderFlag.FP16` for FP16, `BuilderFlag.INT8` with an entropy calibrator fed from
   calibration data for INT8. The fused score head (layers named `score_head/...`) is pinned to FP32.
+- TensorRT 8.5/8.6 (JetPack 5 / 6.0) builds like TensorRT 10, with an explicit-batch network.
 - TensorRT 11 removed the precision flags: the network is strongly typed, so FP16 is built from the FP16 ONNX
   (whose score head is FP32 already). INT8 would need an explicitly quantized (Q/DQ) graph: not supported yet.
 - One optimisation profile: batch 1 (min), a typical batch (opt) and `max_batch` (max). The builder's timing
@@ -118,8 +119,14 @@ def build_engine(req: BuildRequest) -> tuple[bytes, dict[str, Any]]:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     # TensorRT 11 networks are always strongly typed (the flag is accepted and ignored); TensorRT 10 builds
-    # weakly typed networks so the FP16/INT8 flags can pick precisions per layer.
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if major >= 11 else 0
+    # weakly typed networks so the FP16/INT8 flags can pick precisions per layer; TensorRT 8.5/8.6 (JetPack 5,
+    # 6.0) still needs the explicit-batch flag.
+    if major >= 11:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif major >= 10:
+        flags = 0
+    else:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(req.onnx_path)):
@@ -226,7 +233,8 @@ def _make_calibrator(trt: Any, req: BuildRequest) -> Any:
     has_cache = cache_path is not None and cache_path.is_file()
     if req.calib_data is None and not has_cache:
         raise EdgeanomError(
-            "INT8 needs calibration data: pass --calib-data PATH (a few hundred normal samples)"
+            "INT8 needs calibration data: run `edgeanom export BUNDLE --engine --int8 --calib-data PATH` "
+            "(a few hundred normal samples; the calibration is cached in the bundle for later builds)"
         )
     data = None if req.calib_data is None else np.ascontiguousarray(req.calib_data, dtype=np.float32)
     if data is not None and len(data) < CALIB_BATCH:
