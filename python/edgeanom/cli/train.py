@@ -238,9 +238,19 @@ def train(
         "progress": False if quiet else None,
         **({"params": params} if params else {}),
     }
+    live_sensor = sensor is not None and (
+        str(sensor) == "-" or "://" in str(sensor) or str(sensor).startswith("serial:")
+    )
     if camera is not None:
-        frames = capture_camera(camera, duration, max_frames)
+        from edgeanom.train.capture import capture_frames
+
+        frames = capture_frames(camera, duration, max_frames)
         bundle = train_bundle(frames=frames, model=model, out=out, config=config, **options)
+    elif live_sensor:
+        from edgeanom.train.capture import capture_sensor
+
+        table = capture_sensor(str(sensor), duration, max_frames)
+        bundle = train_bundle(series=table, model=model, out=out, config=config, **options)
     else:
         source = data or video or sensor
         if source is None and config is None:
@@ -250,37 +260,6 @@ def train(
         bundle = train_bundle(source, model=model, out=out, config=config, labels=labels, **options)
     if not quiet:
         print_summary(bundle)
-
-
-def capture_camera(camera: str, duration: Optional[float], max_frames: Optional[int]) -> list[Any]:
-    """Frames from a live camera for `duration` seconds (or `max_frames` frames), via the runtime sources."""
-    import time
-
-    try:
-        from edgeanom.runtime import sources
-    except ImportError:
-        raise EdgeanomError("camera capture needs edgeanom.runtime.sources, which this build lacks") from None
-    if duration is None and max_frames is None:
-        raise EdgeanomError(
-            "--camera needs --duration SECONDS or --max-frames N (how much normal scene to learn)"
-        )
-    src = sources.open_camera(camera) if hasattr(sources, "open_camera") else sources.CameraSource(camera)
-    frames: list[Any] = []
-    deadline = time.monotonic() + (duration if duration is not None else float("inf"))
-    try:
-        for item in src:
-            frames.append(getattr(item, "frame", item))
-            if time.monotonic() >= deadline or (max_frames is not None and len(frames) >= max_frames):
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        close = getattr(src, "close", None)
-        if close is not None:
-            close()
-    if not frames:
-        raise EdgeanomError(f"camera {camera}: no frames captured")
-    return frames
 
 
 def print_summary(bundle: Any) -> None:

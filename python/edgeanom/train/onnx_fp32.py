@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,14 @@ def export_onnx(model: Any, path: Path, seed: int = 0) -> dict[str, Any]:
     model = model.cpu().eval()
     rng = np.random.default_rng(seed)
     sample = rng.random((3, *model.input_shape), dtype=np.float32)
-    dummy = torch.from_numpy(sample)
+    dummy = torch.from_numpy(sample[:2])  # traced at batch 2, checked at batch 3: no baked batch size
     out = model.output_name
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracer notes (LSTM size checks, batch-size hints) are harmless here: parity with torch is
+        # checked below on a batch size other than the traced one
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         torch.onnx.export(
             model,
             (dummy,),
@@ -41,7 +46,7 @@ def export_onnx(model: Any, path: Path, seed: int = 0) -> dict[str, Any]:
             opset_version=OPSET,
             dynamo=False,
         )
-        expected = model(dummy).numpy()
+        expected = model(torch.from_numpy(sample)).numpy()
     data = buf.getvalue()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run([out], {INPUT_NAME: sample})[0]

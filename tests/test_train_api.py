@@ -1,0 +1,245 @@
+"""train_bundle end to end: real files in, a bundle out, calibrated through ONNX Runtime + the C++ scorer."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeanom.bundle import load_bundle  # noqa: E402
+from edgeanom.errors import EdgeanomError  # noqa: E402
+from edgeanom.train.api import train_bundle  # noqa: E402
+from edgeanom.train.checkpoint import load_model, load_sklearn  # noqa: E402
+from edgeanom.train.data import random_split  # noqa: E402
+
+FAST = {"progress": False, "threads": 1, "epochs": 4}
+
+
+def _blobs(n=300, f=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, f)) * np.arange(1, f + 1) + 3.0
+
+
+def test_vector_bundle_threshold_matches_float64_reference(tmp_path):
+    x = _blobs()
+    bundle = train_bundle(table=x, model="dense-ae", out=tmp_path / "b", **FAST)
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert {p.name for p in (tmp_path / "b").iterdir()} == {"bundle.json", "model.onnx", "model.pt"}
+    assert meta["schema_version"] == 1 and meta["model"]["family"] == "torch"
+    assert meta["onnx"] == {
+        **meta["onnx"],
+        "file": "model.onnx",
+        "input": "input",
+        "output": "reconstruction",
+        "fused": None,
+    }
+    assert meta["input"] == {"kind": "vector", "shape": [5], "names": ["f0", "f1", "f2", "f3", "f4"]}
+    assert meta["preprocess"]["scaler"]["kind"] == "standard" and meta["score"]["map"] is None
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
+    assert meta["data"]["n_train"] == 240 and meta["data"]["n_val_normal"] == 60
+
+    # float64 reference: same split, scaler fitted on training rows only, torch model in double precision
+    tr, va = random_split(len(x), 0.2, seed=0, what="rows")
+    mu, sd = x[tr].mean(axis=0), x[tr].std(axis=0)
+    scaled = (x[va] - mu) / sd
+    model = load_model(bundle).double()
+    with torch.no_grad():
+        recon = model(torch.from_numpy(scaled)).numpy()
+    ref = ((scaled - recon) ** 2).mean(axis=1)
+    assert bundle.threshold.value == pytest.approx(np.percentile(ref, 99), rel=1e-4)
+    assert bundle.threshold.stats["mean"] == pytest.approx(ref.mean(), rel=1e-4)
+    assert bundle.threshold.stats["max"] == pytest.approx(ref.max(), rel=1e-4)
+
+
+def _texture(rng, size=32):
+    x = np.arange(size)
+    img = (
+        128
+        + 60 * np.sin(rng.uniform(0.3, 0.5) * x[None, :] + rng.uniform(0, 6.28))
+        + rng.normal(0, 4, (size, size))
+    )
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def image_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    (root / "train").mkdir()
+    for i in range(40):
+        cv2.imwrite(str(root / "train" / f"{i:03d}.png"), cv2.cvtColor(_texture(rng), cv2.COLOR_GRAY2BGR))
+    (root / "train" / "corrupt.png").write_bytes(b"garbage")
+    (root / "train" / "truncated.jpg").write_bytes(cv2.imencode(".jpg", _texture(rng))[1].tobytes()[:20])
+    for cls in ("good", "scratch"):
+        (root / "test" / cls).mkdir(parents=True)
+        for i in range(10):
+            img = _texture(rng)
+            if cls == "scratch":
+                cv2.rectangle(img, (6 + i, 8), (14 + i, 18), 255, -1)
+            cv2.imwrite(str(root / "test" / cls / f"{i:03d}.jpg"), img)
+    return root
+
+
+def test_image_bundle_skips_corrupt_files_and_detects_defects(tmp_path, image_data):
+    from edgeanom.evaluate.api import evaluate_bundle
+
+    bundle = train_bundle(
+        image_data / "train",
+        model="conv-ae",
+        out=tmp_path / "img",
+        image_size=32,
+        channels=[8, 16],
+        latent=16,
+        **{**FAST, "epochs": 12},
+    )
+    meta = bundle.meta
+    assert meta["data"]["n_skipped"] == 2 and set(meta["data"]["skipped"]) == {"corrupt.png", "truncated.jpg"}
+    assert meta["input"]["shape"] == [1, 32, 32] and meta["preprocess"]["image"] == {
+        "size": [32, 32],
+        "color": "gray",
+    }
+    assert meta["score"]["map"] == {"blur_sigma": 0.5, "mode": "topk_mean", "k": 10}
+    report = evaluate_bundle(bundle.path, image_data / "test", report_dir=tmp_path / "report")
+    assert report["auroc"] > 0.9, report
+    assert report["per_class"]["scratch"]["auroc_vs_normal"] == pytest.approx(report["auroc"])
+
+
+def test_all_images_corrupt_is_a_clear_error(tmp_path):
+    (tmp_path / "d").mkdir()
+    for i in range(3):
+        (tmp_path / "d" / f"{i}.png").write_bytes(b"nope")
+    with pytest.raises(EdgeanomError, match=r"none of the images could be decoded \(3 unreadable files\)"):
+        train_bundle(tmp_path / "d", out=tmp_path / "b", **FAST)
+
+
+def _sensor_csv(path, n, spike=None, sep=","):
+    rng = np.random.default_rng(len(str(path)))
+    t = np.arange(n)
+    values = np.stack([np.sin(t / 5), np.cos(t / 7), 0.5 * np.sin(t / 3)], axis=1) + rng.normal(
+        0, 0.05, (n, 3)
+    )
+    labels = np.zeros(n, int)
+    if spike is not None:
+        values[spike : spike + 4, 1] += 3
+        labels[spike : spike + 4] = 1
+    lines = [sep.join(["timestamp", "a", "b", "c", "label"])]
+    lines += [sep.join([f"t{i}", *(f"{v:.5f}" for v in values[i]), str(labels[i])]) for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_window_bundle_from_sensor_csv(tmp_path):
+    from edgeanom.evaluate.api import evaluate_bundle
+
+    train_csv = _sensor_csv(tmp_path / "train.csv", 500, sep=";")
+    bundle = train_bundle(train_csv, out=tmp_path / "w", window=16, stride=2, **{**FAST, "epochs": 10})
+    assert bundle.model_type == "window-ae" and bundle.input_kind == "window"
+    pre = bundle.preprocess
+    assert (
+        pre["window"] == {"length": 16, "stride": 2}
+        and pre["columns"] == ["a", "b", "c"]
+        and pre["time_column"] == "timestamp"
+    )
+    assert bundle.input_shape == (16, 3) and bundle.meta["data"]["split"] == "temporal"
+    report = evaluate_bundle(bundle.path, _sensor_csv(tmp_path / "test.csv", 200, spike=100), plots=False)
+    assert report["n_anomalous"] == 9 and report["auroc"] > 0.9
+
+
+def test_ctrl_c_keeps_the_best_epoch(tmp_path, monkeypatch):
+    from edgeanom.train.models import DenseAE
+
+    original = DenseAE.training_loss
+    calls = {"n": 0}
+
+    def interrupt_in_third_epoch(self, x, loss_fn):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 9:  # 240 rows / batch 64 = 4 batches per epoch: first batch of epoch 3
+                raise KeyboardInterrupt
+        return original(self, x, loss_fn)
+
+    monkeypatch.setattr(DenseAE, "training_loss", interrupt_in_third_epoch)
+    bundle = train_bundle(table=_blobs(), out=tmp_path / "b", **{**FAST, "epochs": 50})
+    train = bundle.meta["model"]["train"]
+    assert train["interrupted"] is True and train["epochs_run"] == 2
+    assert train["best_epoch"] in (1, 2) and load_bundle(tmp_path / "b").threshold.value > 0
+
+
+def test_overwrite_keeps_the_folder_consistent_and_config_file_with_flag_override(tmp_path):
+    out = tmp_path / "b"
+    first = train_bundle(table=_blobs(seed=1), out=out, **FAST)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(
+        "model: vae\nepochs: 5\nscaler: minmax\nthreshold: sigma:3\nparams:\n  latent: 3\n  beta: 0.5\n"
+    )
+    second = train_bundle(table=_blobs(seed=2), out=out, config=cfg, epochs=2, progress=False, threads=1)
+    assert second.model_type == "vae" and second.meta["model"]["params"] == {
+        "hidden": [64, 32],
+        "latent": 3,
+        "beta": 0.5,
+    }
+    assert len(second.meta["history"]) == 2  # the keyword beats the config file
+    assert second.threshold.method == "sigma:3"
+    assert second.meta["data"]["fingerprint"] != first.meta["data"]["fingerprint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "train.yaml"]  # no staging folders left
+
+
+def test_labelled_training_data_f1_threshold_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([_blobs(300), rng.normal(size=(20, 5)) + 12])
+    y = np.r_[np.zeros(300), np.ones(20)]
+    bundle = train_bundle(table=x, labels=y, out=tmp_path / "b", threshold="f1", **FAST)
+    assert bundle.meta["data"]["n_val_anomalous"] == 20 and bundle.meta["data"]["n_train"] == 240
+    assert bundle.threshold.method == "f1" and bundle.threshold.stats["val_f1"] > 0.9
+    with pytest.raises(EdgeanomError, match="'f1' needs labelled anomalies"):
+        train_bundle(table=_blobs(), out=tmp_path / "c", threshold="f1", **FAST)
+    with pytest.raises(EdgeanomError, match="model 'conv-ae' takes image input, the data are vectors"):
+        train_bundle(table=_blobs(), model="conv-ae", out=tmp_path / "c", **FAST)
+    with pytest.raises(EdgeanomError, match="too little data for the validation split"):
+        train_bundle(table=_blobs(6), out=tmp_path / "c", **FAST)
+
+
+@pytest.mark.parametrize("model_type", ["iforest", "deep-svdd"])
+def test_baseline_and_deep_svdd_bundles(tmp_path, model_type):
+    from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
+    from edgeanom.inference import score_arrays
+
+    x = _blobs()
+    params = {"n_estimators": 20} if model_type == "iforest" else {}  # skl2onnx converts trees slowly
+    bundle = train_bundle(table=x, model=model_type, out=tmp_path / "b", **FAST, **params)
+    probe = np.concatenate([x[:5], x[:5] + 20])
+    with OnnxRuntimeRunner(bundle.onnx_path) as runner:
+        scores = score_arrays(bundle, runner, probe).scores
+    assert scores[5:].min() > scores[:5].max()
+    scaled = (probe - np.asarray(bundle.preprocess["scaler"]["offset"])) * np.asarray(
+        bundle.preprocess["scaler"]["scale"]
+    )
+    if model_type == "iforest":
+        assert bundle.onnx["output"] == "score" and bundle.model_family == "sklearn"
+        np.testing.assert_allclose(
+            scores, -load_sklearn(bundle).decision_function(scaled.astype(np.float32)), rtol=1e-4, atol=1e-5
+        )
+    else:
+        assert bundle.score == {"metric": "sse", "center": "center.npy", "map": None}
+        with torch.no_grad():
+            z = load_model(bundle).double()(torch.from_numpy(scaled)).numpy()
+        ref = ((z - bundle.center().astype(np.float64)) ** 2).sum(axis=1)
+        np.testing.assert_allclose(scores, ref, rtol=1e-4)
+
+
+def test_in_memory_frames_and_series(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = [cv2.cvtColor(_texture(rng, 40), cv2.COLOR_GRAY2BGR) for _ in range(20)]
+    frames[0] = np.dstack([frames[0][:, :, 0], frames[0][:, :, 1] // 2, frames[0][:, :, 2]])  # real colour
+    b = train_bundle(frames=frames, out=tmp_path / "f", image_size=16, channels=[4], latent=4, **FAST)
+    assert b.input_shape == (3, 16, 16) and b.meta["data"]["split"] == "temporal"
+    t = np.arange(400)
+    series = np.stack([np.sin(t / 4), np.cos(t / 9)], axis=1)
+    w = train_bundle(
+        series=series, model="lstm-ae", out=tmp_path / "s", window=12, stride=3, hidden=8, latent=4, **FAST
+    )
+    assert w.input_shape == (12, 2) and w.preprocess["columns"] == ["f0", "f1"]
