@@ -250,3 +250,18 @@ def test_baseline_onnx_matches_sklearn(
     with OnnxRuntimeRunner(bundle.onnx_path, providers=["CPUExecutionProvider"]) as runner:
         got = score_arrays(bundle, runner, x, 64, preprocessed=True).scores
     assert compare(want, got)[1] < 1e-5
+
+
+def test_fp16_graph_runs_in_the_runtime_runner(trained: dict, data: dict, tmp_path: Path) -> None:
+    """`run --backend onnxruntime --precision fp16` loads model.fp16.onnx (the LSTM one crashed ORT's NCHWc pass)."""
+    from edgeanom.backends import open_runner
+
+    bundle_dir = fresh_copy(trained["lstm-ae-window"], tmp_path)
+    export_bundle(bundle_dir, ExportOptions(fp16=True))
+    bundle = load_bundle(bundle_dir)
+    x = result_samples(bundle, data["test"]["window"]).x
+    with open_runner(bundle, backend="onnxruntime", precision="fp16") as runner:
+        assert runner.output_names == ["score"]
+        half = score_arrays(bundle, runner, x, 64, preprocessed=True).scores
+    want = reference_scores(bundle_dir, x)
+    assert compare(want, half)[1] < 1e-2

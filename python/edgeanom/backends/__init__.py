@@ -140,6 +140,8 @@ def _open_onnxruntime(
         reuse_outputs=reuse_outputs,
         spin_wait=spin_wait,
         provider_options=provider_options_for(bundle.path, precision),
+        # the CPU NCHWc layout pass is FP32-only and crashes on some FP16 graphs (LSTM models, onnxruntime 1.32)
+        disabled_optimizers=("NchwcTransformer",) if precision == "fp16" else (),
     )
 
 

@@ -39,6 +39,7 @@ class OnnxRuntimeRunner:
         reuse_outputs: bool = False,
         spin_wait: Optional[bool] = None,
         provider_options: Optional[dict[str, dict[str, Any]]] = None,
+        disabled_optimizers: Sequence[str] = (),
     ) -> None:
         """`intra_op_threads` 0 lets ONNX Runtime choose (one per core). `spin_wait` False stops idle worker
         threads from spinning, which leaves the cores to decoding threads in a streaming pipeline."""
@@ -58,8 +59,9 @@ class OnnxRuntimeRunner:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
         options = [dict((provider_options or {}).get(p, {})) for p in chosen]
         try:
+            extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
             self.session = ort.InferenceSession(
-                str(model_path), sess_options=opts, providers=chosen, provider_options=options
+                str(model_path), sess_options=opts, providers=chosen, provider_options=options, **extra
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise EdgeanomError(f"ONNX Runtime cannot load '{model_path}': {exc}") from None
