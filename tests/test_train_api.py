@@ -169,6 +169,26 @@ def test_ctrl_c_keeps_the_best_epoch(tmp_path, monkeypatch):
     assert train["best_epoch"] in (1, 2) and load_bundle(tmp_path / "b").threshold.value > 0
 
 
+def test_divergence_keeps_the_best_epoch(tmp_path, monkeypatch):
+    from edgeanom.train.models import DenseAE
+
+    original = DenseAE.training_loss
+    calls = {"n": 0}
+
+    def nan_from_third_epoch(self, x, loss_fn):
+        loss = original(self, x, loss_fn)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] > 8:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(DenseAE, "training_loss", nan_from_third_epoch)
+    bundle = train_bundle(table=_blobs(), out=tmp_path / "b", **{**FAST, "epochs": 10})
+    train = bundle.meta["model"]["train"]
+    assert train["diverged"] is True and train["epochs_run"] == 2 and np.isfinite(bundle.threshold.value)
+
+
 def test_overwrite_keeps_the_folder_consistent_and_config_file_with_flag_override(tmp_path):
     out = tmp_path / "b"
     first = train_bundle(table=_blobs(seed=1), out=out, **FAST)

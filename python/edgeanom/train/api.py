@@ -21,6 +21,7 @@ from edgeanom._version import __version__
 from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle
 from edgeanom.errors import EdgeanomError
 from edgeanom.train import data as loaders
+from edgeanom.train.calibrate import calibrate, check_labels, parse_method
 from edgeanom.train.config import TrainOptions, build_options
 from edgeanom.train.models import BASELINES, DEFAULT_MODEL, model_kinds
 from edgeanom.train.prepare import (
@@ -71,17 +72,12 @@ def train_bundle(
         raise EdgeanomError(
             f"model {model_type!r} takes {' or '.join(model_kinds(model_type))} input, the data are {kind}s"
         )
-    _check_threshold_spec(opts)
+    parse_method(opts.threshold)
     prepared = _prepare(kind, opts, model_type, data, frames, table, series, labels)
     if opts.val_data is not None:
         _add_validation_data(prepared, opts)
+    check_labels(opts.threshold, 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x))
     return _train_and_write(prepared, opts, model_type)
-
-
-def _check_threshold_spec(opts: TrainOptions) -> None:
-    from edgeanom.train.calibrate import parse_method
-
-    parse_method(opts.threshold)
 
 
 def _input_kind(opts: TrainOptions, data: Any, frames: Any, table: Any, series: Any) -> str:
@@ -122,10 +118,12 @@ def _image_records(source: Any, labels: Any, opts: TrainOptions) -> tuple[Any, b
             source, labels=labels, frame_step=opts.frame_step, max_frames=opts.max_frames
         )
         return folder, folder.ordered, str(source), lambda: folder.skipped
-    frames = list(source)
+    step = max(1, int(opts.frame_step))
+    frames = list(source)[::step]
+    y = None if labels is None else list(labels)[::step]
     if opts.max_frames is not None:
-        frames = frames[: int(opts.max_frames)]
-    return loaders.memory_frames(frames[:: max(1, int(opts.frame_step))], labels), True, "frames", list
+        frames, y = frames[: int(opts.max_frames)], None if y is None else y[: int(opts.max_frames)]
+    return loaders.memory_frames(frames, y), True, "frames", list
 
 
 def _prepare(
@@ -304,6 +302,7 @@ def _fit_torch(
         "epochs_run": len(result.history),
         "interrupted": result.interrupted,
         "stopped_early": result.stopped_early,
+        "diverged": result.diverged,
         "seconds": round(result.seconds, 3),
     }
     meta["history"] = result.history
@@ -350,7 +349,6 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
     """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics."""
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
     from edgeanom.inference import score_arrays
-    from edgeanom.train.calibrate import calibrate
 
     batch = 16 if prepared.kind == "image" else 256
     with OnnxRuntimeRunner(

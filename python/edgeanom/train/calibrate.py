@@ -54,8 +54,14 @@ _RANGE = {
 }
 
 
-def needs_labels(spec: str) -> bool:
-    return parse_method(spec)[0] == "f1"
+def check_labels(spec: str, n_anomalous: int) -> None:
+    """A labelled method without labelled anomalies is an error (raised before any training is spent)."""
+    if parse_method(spec)[0] == "f1" and n_anomalous == 0:
+        raise EdgeanomError(
+            "threshold method 'f1' needs labelled anomalies in the validation data "
+            "(give --val-data with labels, or training data with a label column); "
+            "otherwise use percentile:Q, sigma:K or fpr:R"
+        )
 
 
 def score_stats(scores: np.ndarray) -> dict[str, Any]:
@@ -113,12 +119,8 @@ def calibrate(
         allowed = int(np.floor(value * ordered.size))
         threshold = float(ordered[min(allowed, ordered.size - 1)])
     else:
-        if anomalous_scores is None or len(anomalous_scores) == 0:
-            raise EdgeanomError(
-                "threshold method 'f1' needs labelled anomalies in the validation data "
-                "(give --val-data with labels, or training data with a label column); "
-                "otherwise use percentile:Q, sigma:K or fpr:R"
-            )
+        check_labels(spec, 0 if anomalous_scores is None else len(anomalous_scores))
+        assert anomalous_scores is not None
         scores = np.concatenate([normal, np.asarray(anomalous_scores, dtype=np.float64)])
         labels = np.concatenate([np.zeros(normal.size), np.ones(len(anomalous_scores))])
         threshold, f1 = best_f1_threshold(scores, labels)

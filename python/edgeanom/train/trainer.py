@@ -27,6 +27,7 @@ class FitResult:
     best_val_loss: float = float("inf")
     interrupted: bool = False
     stopped_early: bool = False
+    diverged: bool = False  # a non-finite loss stopped training; the best earlier epoch is kept
     seconds: float = 0.0
 
 
@@ -144,8 +145,15 @@ def fit(
                     optimiser.step()
                     total += float(loss.detach()) * batch.shape[0]
                     count += batch.shape[0]
-                val_loss = evaluate_loss(model, val_t, loss_fn, batch_size, dev)
                 train_loss = total / max(count, 1)
+                if not np.isfinite(train_loss):
+                    if best_state is None:
+                        raise EdgeanomError(
+                            f"training diverged in epoch {epoch} (loss {train_loss}); lower --lr"
+                        )
+                    result.diverged = True
+                    break
+                val_loss = evaluate_loss(model, val_t, loss_fn, batch_size, dev)
                 result.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
                 if val_loss < result.best_val_loss or best_state is None:
                     result.best_val_loss, result.best_epoch = val_loss, epoch
@@ -157,8 +165,6 @@ def fit(
                     val=f"{val_loss:.4g}",
                     best=f"{result.best_val_loss:.4g}@{result.best_epoch}",
                 )
-                if not np.isfinite(train_loss):
-                    raise EdgeanomError(f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr")
                 if patience is not None and epoch - result.best_epoch >= patience:
                     result.stopped_early = True
                     break
