@@ -91,16 +91,18 @@ def test_lookup_misses_on_any_key_difference(tmp_path: Path) -> None:
     assert cache.lookup(key(max_batch=4), any_profile=True) is not None  # `run` without --max-batch
 
 
-def test_any_profile_prefers_the_largest_batch(tmp_path: Path) -> None:
+def test_any_profile_picks_the_closest_engine_that_fits(tmp_path: Path) -> None:
     cache = EngineCache(tmp_path)
     old_graph = cache.store(key(max_batch=4, sha="11" * 32), b"old graph")
     # an engine for the same GPU and precision but another graph replaces the stale one...
-    cache.store(key(max_batch=4), b"small")
+    small = cache.store(key(max_batch=4), b"small")
     assert not old_graph.exists()
     # ...while one for the same graph and another profile is kept
     big = cache.store(key(max_batch=16), b"big")
-    assert cache.lookup(key(max_batch=1), any_profile=True) == big
     assert len(cache.entries()) == 2
+    assert cache.lookup(key(max_batch=1), any_profile=True) == small  # a single stream: the b4 engine
+    assert cache.lookup(key(max_batch=8), any_profile=True) == big  # 8 streams need the b16 one
+    assert cache.lookup(key(max_batch=32), any_profile=True) is None  # nothing accepts 32: build one
 
 
 def test_engines_for_other_gpus_and_precisions_are_kept(tmp_path: Path) -> None:

@@ -83,8 +83,11 @@ def test_fp32_engine_matches_onnx_runtime_and_is_cached(bundle) -> None:
     assert sidecar["key"]["profile"]["max"][0] == 4 and sidecar["key"]["onnx_sha256"]
     path, built = ensure_engine(bundle, precision="fp32", max_batch=4)
     assert path == plan and not built
-    path, built = ensure_engine(bundle, precision="fp32")  # `run` without --max-batch reuses it too
+    path, built = ensure_engine(bundle, precision="fp32", max_batch=2)  # a smaller batch fits the b4 engine
     assert path == plan and not built
+    path, built = ensure_engine(bundle, precision="fp32", max_batch=4, opt_batch=2, exact_profile=True)
+    assert path != plan and built  # export asked for another profile: a second engine, the first one kept
+    assert plan.is_file()
 
 
 def test_mismatched_engine_is_rebuilt_with_one_log_line(bundle, caplog: pytest.LogCaptureFixture) -> None:

@@ -181,13 +181,21 @@ class EngineCache:
     def lookup(self, key: EngineKey, any_profile: bool = False) -> Optional[Path]:
         """Path of an intact engine built for exactly this key, or None.
 
-        With `any_profile`, the profile shapes may differ (the engine with the largest batch limit wins).
+        With `any_profile`, any engine for this device, precision and graph whose batch range covers the key's
+        max batch will do; the closest fit (smallest max batch) wins, as TensorRT tuned it nearest that size.
         """
-        wanted = _without_profile(key.fields()) if any_profile else key.fields()
-        matches = [
-            e for e in self.entries() if (_without_profile(e["key"]) if any_profile else e["key"]) == wanted
-        ]
-        matches.sort(key=lambda e: _max_batch(e["key"]), reverse=True)
+        if not any_profile:
+            matches = [e for e in self.entries() if e["key"] == key.fields()]
+        else:
+            need = key.profile.max[0]
+            wanted = _without_profile(key.fields())
+            matches = [
+                e
+                for e in self.entries()
+                if _without_profile(e["key"]) == wanted
+                and _batch_range(e["key"])[0] <= 1 <= need <= _batch_range(e["key"])[1]
+            ]
+            matches.sort(key=lambda e: _batch_range(e["key"])[1])
         for entry in matches:
             if self._plan_intact(entry):
                 return self.root / entry["file"]
@@ -293,11 +301,12 @@ def _without_profile(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k != "profile"}
 
 
-def _max_batch(fields: dict[str, Any]) -> int:
+def _batch_range(fields: dict[str, Any]) -> tuple[int, int]:
+    """(min, max) batch of a cached entry's profile; (0, 0) when unreadable (never matches)."""
     try:
-        return int(fields["profile"]["max"][0])
+        return int(fields["profile"]["min"][0]), int(fields["profile"]["max"][0])
     except (KeyError, IndexError, TypeError, ValueError):
-        return 0
+        return 0, 0
 
 
 def _sidecar_name(plan_name: str) -> str:

@@ -361,6 +361,7 @@ def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], 
         opt_batch=opts.opt_batch,
         workspace_mb=opts.workspace_mb,
         calib_data=None if calib is None else calib.normal,
+        exact_profile=True,
     )
     result.engine = {"file": str(path.relative_to(bundle.path)), "built": built, "precision": precision}
 

@@ -288,12 +288,14 @@ def ensure_engine(
     workspace_mb: Optional[int] = None,
     calib_data: Optional[np.ndarray] = None,
     discard: Optional[Path] = None,
+    exact_profile: bool = False,
 ) -> tuple[Path, bool]:
     """The bundle's engine for this device and precision: cached, or built now and recorded in bundle.json.
 
-    Without `max_batch`, any cached engine for this device, precision and graph is used (whatever its batch
-    limit); a new one gets `DEFAULT_MAX_BATCH`. `discard` removes an engine TensorRT refused to load first.
-    Returns (plan path, whether it was built now).
+    `max_batch` is the largest batch the caller will send. By default any cached engine for this device,
+    precision and graph that accepts it is used; a new one is built for exactly that batch (or
+    `DEFAULT_MAX_BATCH`). `exact_profile` (export with --max-batch / --opt-batch) wants that profile only.
+    `discard` removes an engine TensorRT refused to load first. Returns (plan path, whether it was built now).
     """
     trt = import_tensorrt()
     device = detect_device()
@@ -303,12 +305,14 @@ def ensure_engine(
     onnx_path = onnx_for_precision(bundle, precision, tensorrt_major(trt))
     input_name = str(bundle.onnx.get("input", "input"))
     onnx_sha = sha256_file(onnx_path)
-    if max_batch is None:
-        probe = EngineKey(device, precision, input_name, Profile.for_batch(bundle.input_shape, 1), onnx_sha)
-        found = cache.lookup(probe, any_profile=True)
+    batch = int(max_batch or DEFAULT_MAX_BATCH)
+    if exact_profile:
+        profile = Profile.for_batch(bundle.input_shape, batch, opt_batch)
+    else:
+        profile = Profile.for_batch(bundle.input_shape, batch, opt_batch or (batch if max_batch else None))
+        found = cache.lookup(EngineKey(device, precision, input_name, profile, onnx_sha), any_profile=True)
         if found is not None:
             return found, False
-    profile = Profile.for_batch(bundle.input_shape, max_batch or DEFAULT_MAX_BATCH, opt_batch)
     key = EngineKey(device, precision, input_name, profile, onnx_sha)
     request = BuildRequest(
         onnx_path=onnx_path,
