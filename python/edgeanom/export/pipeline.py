@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeanom.bundle import Bundle, load_bundle
 from edgeanom.errors import EdgeanomError
-from edgeanom.export.engine_cache import Profile
+from edgeanom.export.engine_cache import EngineCache, Profile
 from edgeanom.export.parity import FP32_REL_TOL, ParityRow, fp16_cost, onnx_session, row, run_onnx
 from edgeanom.export.samples import Samples, load_samples, random_inputs
 from edgeanom.export.tensorrt_build import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB
@@ -96,6 +96,8 @@ def export_bundle(bundle_dir: Any, options: Optional[ExportOptions] = None) -> E
         _export_sklearn(bundle, opts, sets, result)
     else:
         _export_torch(bundle, opts, sets, real, result)
+    # engines built from an earlier graph stay in the cache (run rebuilds on mismatch): list what is there
+    bundle.meta["engines"] = EngineCache.for_bundle(bundle.path).bundle_records()
     bundle.save()
     _engine_step(bundle, opts, calib, result)
     if opts.triton_dir is not None:
@@ -215,8 +217,6 @@ def _export_torch(
         "simplified": bool(result.simplified and result.simplified["kept"]),
         "parity": _parity_record(result),
     }
-    if not make_fp16 and previous:
-        (bundle.path / previous).unlink(missing_ok=True)
 
 
 def _simplified(base: Any, sets: list[tuple[str, np.ndarray]], output_name: str, result: ExportResult) -> Any:
