@@ -326,7 +326,10 @@ class TensorRTRunner:
         )
         if self._shape_batch != n:  # a captured graph is only valid for the shapes it was captured with
             self._drop_graph()
-            self.context.set_input_shape(self.input_name, (n, *self.sample_shape))
+            if not self.context.set_input_shape(self.input_name, (n, *self.sample_shape)):
+                raise EdgeanomError(
+                    f"engine '{self.plan_path}' rejects batch {n} (its profile: 1..{self.max_batch})"
+                )
             self._shape_batch = n
         self._enqueue(n)
         outputs = {}
