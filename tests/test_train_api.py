@@ -263,3 +263,17 @@ def test_in_memory_frames_and_series(tmp_path):
         series=series, model="lstm-ae", out=tmp_path / "s", window=12, stride=3, hidden=8, latent=4, **FAST
     )
     assert w.input_shape == (12, 2) and w.preprocess["columns"] == ["f0", "f1"]
+
+
+def test_loading_a_damaged_bundle_names_the_problem(tmp_path):
+    bundle = train_bundle(table=_blobs(), model="deep-svdd", out=tmp_path / "b", **FAST)
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    (tmp_path / "b" / "center.npy").unlink()
+    with pytest.raises(EdgeanomError, match="score.center file 'center.npy' is missing"):
+        load_bundle(tmp_path / "b").center()
+    (tmp_path / "b" / "model.pt").unlink()
+    with pytest.raises(EdgeanomError, match="checkpoint file 'model.pt' is missing"):
+        load_model(bundle)
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps({**meta, "schema_version": 99}))
+    with pytest.raises(EdgeanomError, match="unknown schema_version 99"):
+        load_bundle(tmp_path / "b")

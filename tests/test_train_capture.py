@@ -78,3 +78,33 @@ def test_capture_sensor_rows_from_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO('{"a": 1, "b": 2}\n{"a": 3, "b": 4}\n'))
     df = capture_sensor("-", duration=10.0, max_rows=None)
     assert df.to_dict("list") == {"a": [1, 3], "b": [2, 4]}
+
+
+def test_cli_trains_on_sensor_rows_piped_to_stdin_and_on_a_sensor_file(tmp_path):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from edgeanom.bundle import load_bundle
+    from edgeanom.cli.main import app
+
+    t = np.arange(300)
+    text = "time,a,b\n" + "".join(f"{i},{np.sin(i / 4):.4f},{np.cos(i / 6):.4f}\n" for i in t)
+    common = ["--window", "16", "--stride", "4", "--epochs", "2", "--threads", "1", "-q"]
+    res = CliRunner().invoke(
+        app,
+        ["train", "--sensor", "-", "--duration", "30", "--out", str(tmp_path / "live"), *common],
+        input=text,
+    )
+    assert res.exit_code == 0, res.output
+    live = load_bundle(tmp_path / "live")
+    assert (
+        live.input_shape == (16, 2)
+        and live.preprocess["columns"] == ["a", "b"]
+        and live.preprocess["time_column"] == "time"
+    )
+    (tmp_path / "pump.csv").write_text(text)
+    res = CliRunner().invoke(
+        app, ["train", "--sensor", str(tmp_path / "pump.csv"), "--out", str(tmp_path / "file"), *common]
+    )
+    assert res.exit_code == 0, res.output
+    assert load_bundle(tmp_path / "file").meta["data"]["fingerprint"] == live.meta["data"]["fingerprint"]

@@ -46,20 +46,32 @@ def train(
     ] = None,
     camera: Annotated[
         Optional[str],
-        typer.Option("--camera", help="Capture training frames from this camera (index or URL)."),
+        typer.Option(
+            "--camera",
+            help="Capture training frames from this camera (index, URL, GStreamer pipeline or csi:N) "
+            "for --duration seconds, then train on them.",
+        ),
     ] = None,
     video: Annotated[
         Optional[Path], typer.Option("--video", help="Train on the frames of this video file.")
     ] = None,
     sensor: Annotated[
-        Optional[Path],
-        typer.Option("--sensor", help="Train on this sensor CSV (time column + channels) as windows."),
+        Optional[str],
+        typer.Option(
+            "--sensor",
+            help="Train on sensor windows: a CSV file (time column + channels), or capture rows from "
+            "serial://PORT, mqtt://host/topic or - (stdin) for --duration seconds.",
+        ),
     ] = None,
     duration: Annotated[
-        Optional[float], typer.Option("--duration", help="Seconds to capture from --camera before training.")
+        Optional[float],
+        typer.Option(
+            "--duration", help="Seconds to capture from --camera or a live --sensor before training."
+        ),
     ] = None,
     max_frames: Annotated[
-        Optional[int], typer.Option("--max-frames", help="Use at most this many frames.")
+        Optional[int],
+        typer.Option("--max-frames", help="Use (or capture) at most this many frames or sensor rows."),
     ] = None,
     frame_step: Annotated[
         Optional[int], typer.Option("--frame-step", help="Use every N-th frame of videos/captures.")
