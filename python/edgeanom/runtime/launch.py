@@ -83,6 +83,9 @@ def run_stream(
         max_batch=max(streams * opts.batch, streams),
         threads=opts.threads,
         reuse_outputs=True,
+        # Idle ONNX Runtime workers must not spin: the capture threads need those cores, and on a shared or
+        # busy CPU spinning halves throughput (measured in benchmarks/bench_pipeline.py).
+        spin_wait=False,
     )
     with contextlib.ExitStack() as stack:
         stack.callback(runner.close)
