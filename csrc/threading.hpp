@@ -1,0 +1,272 @@
+// A small persistent thread pool with static work assignment.
+//
+// `pool().run(nparts, fn)` calls fn(p) once for every part p in [0, nparts): part 0 on the calling
+// thread, part p on worker p-1. Callers split their work into contiguous ranges of *fixed* units
+// (samples, 4096-element blocks, rows) and every unit is computed by the same code whatever the
+// part count, so results are bit-identical for any thread count. Static assignment (not work
+// stealing) also keeps a given range on the same core from call to call, which helps cache reuse.
+//
+// Design notes:
+//   * Workers are started lazily on the first parallel call, not at import.
+//   * After a job a worker spins briefly (about 50 microseconds) before sleeping on a condition
+//     variable, so back-to-back calls (a video stream, a benchmark) do not pay a futex wake-up.
+//   * One job at a time: a call made while the pool is busy (another Python thread with the GIL
+//     released, or a nested call) runs its parts serially on its own thread instead of waiting.
+//   * fork(): a child process does not have the parent's worker threads. A pthread_atfork child
+//     handler abandons (intentionally leaks) the old threads and locks; the child starts fresh ones.
+//   * Part functions must not throw (kernels do no allocation and no Python calls).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EDGEANOM_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define EDGEANOM_PAUSE() __asm__ __volatile__("yield")
+#else
+#define EDGEANOM_PAUSE() ((void)0)
+#endif
+
+namespace edgeanom {
+
+constexpr std::size_t kMaxThreads = 1024;
+
+// CPUs this process may run on (cgroup/affinity aware on Linux), at least 1.
+inline std::size_t hardware_threads() {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        const int n = CPU_COUNT(&set);
+        if (n > 0) return static_cast<std::size_t>(n);
+    }
+#endif
+    const unsigned n = std::thread::hardware_concurrency();
+    return n > 0 ? n : 1;
+}
+
+// Default thread count: EDGEANOM_NUM_THREADS if set to a valid number, else hardware_threads().
+inline std::size_t default_threads() {
+    if (const char* env = std::getenv("EDGEANOM_NUM_THREADS")) {
+        char* end = nullptr;
+        const long v = std::strtol(env, &end, 10);
+        if (end != env && *end == '\0' && v >= 1 && v <= static_cast<long>(kMaxThreads))
+            return static_cast<std::size_t>(v);
+    }
+    return std::min(hardware_threads(), kMaxThreads);
+}
+
+class ThreadPool {
+  public:
+    ThreadPool() : nthreads_(default_threads()), s_(std::make_unique<State>()) {}
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+    ~ThreadPool() { stop_workers(*s_); }
+
+    std::size_t num_threads() const { return nthreads_.load(std::memory_order_relaxed); }
+
+    // Changes the thread count (1..kMaxThreads); waits for a running job to finish.
+    void set_num_threads(std::size_t n) {
+        State& s = *s_;
+        std::lock_guard<std::mutex> run_lock(s.run_mutex);
+        if (n == nthreads_.load()) return;
+        stop_workers(s);
+        nthreads_.store(n);
+    }
+
+    // Runs fn(0) .. fn(nparts-1) and returns when all are done; fn(0) runs on the calling thread.
+    template <class F>
+    void run(std::size_t nparts, F& fn) {
+        if (nparts == 0) return;
+        const std::size_t nthreads = num_threads();
+        if (nparts == 1 || nthreads <= 1) {
+            for (std::size_t p = 0; p < nparts; ++p) fn(p);
+            return;
+        }
+        State& s = *s_;
+        std::unique_lock<std::mutex> run_lock(s.run_mutex, std::try_to_lock);
+        if (!run_lock.owns_lock()) {  // busy: run serially here, same results
+            for (std::size_t p = 0; p < nparts; ++p) fn(p);
+            return;
+        }
+        ensure_workers(s, nthreads - 1);
+        const std::size_t nworkers = s.workers.size();
+        if (nparts > nworkers + 1) {  // more parts than threads: thread t takes parts t, t+T, ...
+            struct Strided {
+                F* f;
+                std::size_t nparts, nthreads;
+                void operator()(std::size_t t) const {
+                    for (std::size_t p = t; p < nparts; p += nthreads) (*f)(p);
+                }
+            } strided{&fn, nparts, nworkers + 1};
+            dispatch(s, nworkers + 1, strided);
+        } else {
+            dispatch(s, nparts, fn);
+        }
+    }
+
+    // pthread_atfork child handler: the child has only the forking thread, so the worker threads and
+    // possibly held mutexes are gone/stale. Joining would hang and destroying a joinable std::thread
+    // would abort, so the old state is deliberately leaked and a fresh one started lazily.
+    void after_fork_child() {
+        (void)s_.release();
+        s_ = std::make_unique<State>();
+    }
+
+  private:
+    struct State {
+        std::mutex run_mutex;  // held for the duration of a parallel job
+        std::mutex mutex;      // guards the sleep/wake handshake
+        std::condition_variable cv_work, cv_done;
+        std::vector<std::thread> workers;
+        std::atomic<std::uint64_t> epoch{0};
+        std::atomic<std::size_t> pending{0};
+        void (*job_call)(void*, std::size_t) = nullptr;
+        void* job_ctx = nullptr;
+        std::size_t job_nparts = 0;
+        bool stop = false;
+    };
+
+    template <class F>
+    static void call_part(void* ctx, std::size_t part) {
+        (*static_cast<F*>(ctx))(part);
+    }
+
+    template <class F>
+    static void dispatch(State& s, std::size_t nparts, F& fn) {
+        s.job_call = &call_part<F>;
+        s.job_ctx = &fn;
+        s.job_nparts = nparts;
+        s.pending.store(s.workers.size(), std::memory_order_relaxed);
+        {
+            std::lock_guard<std::mutex> lock(s.mutex);
+            s.epoch.fetch_add(1, std::memory_order_release);
+        }
+        s.cv_work.notify_all();
+        fn(0);
+        // Wait for the workers: spin first (they usually finish together with us), then sleep.
+        for (int i = 0; i < 4096; ++i) {
+            if (s.pending.load(std::memory_order_acquire) == 0) return;
+            EDGEANOM_PAUSE();
+        }
+        std::unique_lock<std::mutex> lock(s.mutex);
+        s.cv_done.wait(lock, [&s] { return s.pending.load(std::memory_order_acquire) == 0; });
+    }
+
+    static void ensure_workers(State& s, std::size_t want) {
+        if (s.workers.size() == want) return;
+        stop_workers(s);
+        s.workers.reserve(want);
+        // The epoch is read here, not in the new thread: a thread that starts late must still see the
+        // job that is about to be published as new.
+        const std::uint64_t start_epoch = s.epoch.load(std::memory_order_acquire);
+        for (std::size_t i = 0; i < want; ++i)
+            s.workers.emplace_back([&s, i, start_epoch] { worker_loop(s, i + 1, start_epoch); });
+    }
+
+    static void stop_workers(State& s) {
+        if (s.workers.empty()) return;
+        {
+            std::lock_guard<std::mutex> lock(s.mutex);
+            s.stop = true;
+            s.epoch.fetch_add(1, std::memory_order_release);
+        }
+        s.cv_work.notify_all();
+        for (auto& t : s.workers) t.join();
+        s.workers.clear();
+        s.stop = false;
+    }
+
+    static void worker_loop(State& s, std::size_t part, std::uint64_t seen) {
+        for (;;) {
+            std::uint64_t e = seen;
+            // Spin for a short while (about 50 us) before blocking.
+            const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+            for (unsigned i = 0;; ++i) {
+                e = s.epoch.load(std::memory_order_acquire);
+                if (e != seen) break;
+                if ((i & 63u) == 63u && std::chrono::steady_clock::now() > spin_until) break;
+                EDGEANOM_PAUSE();
+            }
+            if (e == seen) {
+                std::unique_lock<std::mutex> lock(s.mutex);
+                s.cv_work.wait(lock, [&] { return s.epoch.load(std::memory_order_acquire) != seen; });
+                e = s.epoch.load(std::memory_order_acquire);
+            }
+            seen = e;
+            {
+                std::lock_guard<std::mutex> lock(s.mutex);
+                if (s.stop) return;
+            }
+            if (part < s.job_nparts) s.job_call(s.job_ctx, part);
+            if (s.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                std::lock_guard<std::mutex> lock(s.mutex);
+                s.cv_done.notify_one();
+            }
+        }
+    }
+
+    std::atomic<std::size_t> nthreads_;
+    std::unique_ptr<State> s_;
+};
+
+// The process-wide pool. Intentionally never destroyed: joining threads from a static destructor
+// during interpreter shutdown is fragile, and the OS reclaims everything at exit.
+inline ThreadPool& pool() {
+    static ThreadPool* p = [] {
+        ThreadPool* created = std::make_unique<ThreadPool>().release();
+#if defined(__unix__) || defined(__APPLE__)
+        pthread_atfork(nullptr, nullptr, [] { pool().after_fork_child(); });
+#endif
+        return created;
+    }();
+    return *p;
+}
+
+// Splits [0, n) into `parts` contiguous ranges of near-equal size; returns range p.
+struct Range {
+    std::size_t begin, end;
+};
+inline Range split_range(std::size_t n, std::size_t parts, std::size_t p) {
+    const std::size_t q = n / parts, r = n % parts;
+    const std::size_t begin = p * q + std::min(p, r);
+    return {begin, begin + q + (p < r ? 1 : 0)};
+}
+
+// Testing hook: when non-zero, replaces every kernel's minimum work per part, so that small inputs
+// can be split across many threads (to check that results do not depend on the split).
+inline std::atomic<std::size_t>& grain_override() {
+    static std::atomic<std::size_t> g{0};
+    return g;
+}
+
+// Number of parts for `work` units of cost when each part should get at least `min_work`.
+inline std::size_t parts_for(std::size_t work, std::size_t min_work, std::size_t max_parts) {
+    const std::size_t g = grain_override().load(std::memory_order_relaxed);
+    if (g != 0) min_work = g;
+    const std::size_t t = pool().num_threads();
+    std::size_t parts = min_work ? work / min_work : t;
+    parts = std::min(parts, t);
+    parts = std::min(parts, max_parts);
+    return std::max<std::size_t>(parts, 1);
+}
+
+}  // namespace edgeanom
