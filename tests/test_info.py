@@ -41,7 +41,7 @@ def test_info_json_has_the_expected_keys_and_real_versions() -> None:
     assert pk["opencv"]["version"] == cv2.__version__
     gst = re.search(r"^\s*GStreamer:\s*YES", cv2.getBuildInformation(), re.MULTILINE) is not None
     assert pk["opencv"]["gstreamer"] is gst
-    assert env["cpu"]["cores_logical"] >= 1 and env["cpu"]["model"]
+    assert env["cpu"]["cores_logical"] >= 1 and "model" in env["cpu"]
     if not environment.is_jetson():
         assert env["jetson"] is None
 
