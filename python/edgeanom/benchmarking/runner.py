@@ -135,6 +135,7 @@ def open_backend(bundle: Bundle, config: BenchConfig) -> Any:
             max_batch=config.batch,
             threads=config.threads or 0,
             reuse_outputs=True,
+            spin_wait=False,
         )
     if config.backend != "onnxruntime":
         raise EdgeanomError(f"{config.backend}: runner not available in this edgeanom build")
