@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_vae_grid import make_data, split
+from seed_vae_grid import describe_data, make_data, split
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bottleneck_gap.json"
 BOTTLENECKS = (8, 64)
@@ -125,14 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Console().print(table)
     result = {
         "benchmark": "bottleneck_gap",
-        "data": {
-            "n": n,
-            "features": 20,
-            "centres": 3,
-            "anomaly_fraction": 0.03,
-            "shift": 4.0,
-            "split": "stratified 80/20",
-        },
+        "data": describe_data(n),
         "epochs": epochs,
         "seeds": seeds,
         "score": "mean squared reconstruction error per row, standard-scaled features (the bundle's score)",

@@ -50,6 +50,18 @@ def make_data(
     return x[order], y[order]
 
 
+def describe_data(n: int) -> dict[str, Any]:
+    """What `make_data` + `split` produce, for the results JSON."""
+    return {
+        "n": n,
+        "features": 20,
+        "centres": 3,
+        "anomaly_fraction": 0.03,
+        "shift": 4.0,
+        "split": "stratified 80/20",
+    }
+
+
 def split(
     x: np.ndarray, y: np.ndarray, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -170,14 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Console().print(table)
     result = {
         "benchmark": "seed_vae_grid",
-        "data": {
-            "n": n,
-            "features": 20,
-            "centres": 3,
-            "anomaly_fraction": 0.03,
-            "shift": 4.0,
-            "split": "stratified 80/20",
-        },
+        "data": describe_data(n),
         "epochs": epochs,
         "seeds": args.seeds,
         "scored_with": "edgeanom.evaluate.evaluate_bundle (ONNX Runtime + C++ scorer)",

@@ -18,7 +18,6 @@ import numpy as np
 
 from edgeanom.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
 from edgeanom.errors import EdgeanomError
-from edgeanom.preprocess import sliding_windows
 from edgeanom.train import data as loaders
 
 IMAGE_CHUNK = 64
@@ -59,16 +58,10 @@ def evaluate_bundle(
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
 
     bundle = load_bundle(bundle_dir)
-    given = [
-        n
-        for n, v in (("data", data), ("frames", frames), ("table", table), ("series", series))
-        if v is not None
-    ]
-    if len(given) != 1:
-        raise EdgeanomError(
-            f"give exactly one of data=, frames=, table=, series= (got {', '.join(given) or 'none'})"
-        )
-    n_threads = int(threads) if threads else max(1, min(2, os.cpu_count() or 1))
+    from edgeanom.train.config import resolve_threads
+
+    loaders.single_source(data=data, frames=frames, table=table, series=series)
+    n_threads = resolve_threads(threads)
     with OnnxRuntimeRunner(bundle.onnx_path, intra_op_threads=n_threads) as runner:
         if bundle.input_kind == "image":
             evalset = _score_images(
@@ -173,12 +166,11 @@ def _score_tables(
             x, y = t.values, t.labels
             names += [f"{t.source}:{i + 1}" for i in range(len(y))]
         else:
-            from edgeanom.train.prepare import label_windows
+            from edgeanom.train.prepare import windows_with_labels
 
             window = spec["window"]
             length, stride = int(window["length"]), int(window["stride"])
-            x = sliding_windows(t.values, length, stride)
-            y = label_windows(t.labels, length, stride, len(t.values))
+            x, y = windows_with_labels(t.values, t.labels, length, stride)  # raw: Preprocessor scales
             names += [f"{t.source}:{i * stride + 1}-{i * stride + length}" for i in range(len(y))]
         if len(x):
             scores.append(score_arrays(bundle, runner, x, batch_size).scores)

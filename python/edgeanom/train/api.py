@@ -22,7 +22,7 @@ from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle
 from edgeanom.errors import EdgeanomError
 from edgeanom.train import data as loaders
 from edgeanom.train.calibrate import calibrate, check_labels, parse_method
-from edgeanom.train.config import TrainOptions, build_options
+from edgeanom.train.config import TrainOptions, build_options, resolve_threads
 from edgeanom.train.models import BASELINES, DEFAULT_MODEL, model_kinds
 from edgeanom.train.prepare import (
     Prepared,
@@ -57,15 +57,7 @@ def train_bundle(
     hyper-parameters (e.g. latent=10, beta=0.1). `config` is a YAML file whose values the keywords override.
     """
     opts = build_options(config, model=model, out=None if out is None else str(out), **options)
-    given = [
-        n
-        for n, v in (("data", data), ("frames", frames), ("table", table), ("series", series))
-        if v is not None
-    ]
-    if len(given) != 1:
-        raise EdgeanomError(
-            f"give exactly one of data=, frames=, table=, series= (got {', '.join(given) or 'none'})"
-        )
+    loaders.single_source(data=data, frames=frames, table=table, series=series)
     kind = _input_kind(opts, data, frames, table, series)
     model_type = opts.model or DEFAULT_MODEL[kind]
     if kind not in model_kinds(model_type):
@@ -154,8 +146,8 @@ def _prepare(
 
 def _add_validation_data(prepared: Prepared, opts: TrainOptions) -> None:
     """Preprocess a labelled validation set exactly like the training data and add it for calibration."""
-    from edgeanom.preprocess import FeatureScaler, sliding_windows
-    from edgeanom.train.prepare import label_windows
+    from edgeanom.preprocess import FeatureScaler
+    from edgeanom.train.prepare import windows_with_labels
 
     if prepared.kind == "image":
         spec = prepared.preprocess["image"]
@@ -181,8 +173,8 @@ def _add_validation_data(prepared: Prepared, opts: TrainOptions) -> None:
             )
         else:
             length, stride = prepared.shape[0], int(prepared.preprocess["window"]["stride"])
-            x = np.concatenate([sliding_windows(scaler(t.values), length, stride) for t in tables])
-            y = np.concatenate([label_windows(t.labels, length, stride, len(t.values)) for t in tables])
+            xs, ys = zip(*(windows_with_labels(scaler(t.values), t.labels, length, stride) for t in tables))
+            x, y = np.concatenate(xs), np.concatenate(ys)
     prepared.val_x = np.concatenate([prepared.val_x, x[y == 0]])
     if (y == 1).any():
         extra = x[y == 1]
@@ -197,7 +189,7 @@ def _add_validation_data(prepared: Prepared, opts: TrainOptions) -> None:
 
 # --- training, export, calibration -------------------------------------------------------------------------
 def _threads(opts: TrainOptions) -> int:
-    return int(opts.threads) if opts.threads else max(1, min(2, os.cpu_count() or 1))
+    return resolve_threads(opts.threads)
 
 
 def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) -> Bundle:

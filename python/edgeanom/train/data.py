@@ -506,6 +506,15 @@ def guess_kind(data: Any) -> str:
     return "window" if lower & set(TIME_COLUMNS) else "vector"
 
 
+def single_source(**sources: Any) -> str:
+    """The name of the one data argument given (data=, frames=, table= or series=); an error otherwise."""
+    given = [name for name, value in sources.items() if value is not None]
+    if len(given) != 1:
+        names = ", ".join(f"{n}=" for n in sources)
+        raise EdgeanomError(f"give exactly one of {names} (got {', '.join(given) or 'none'})")
+    return given[0]
+
+
 # --- splits ------------------------------------------------------------------------------------------------
 def split_counts(n: int, val_fraction: float, what: str) -> int:
     """Number of validation samples; a clear error when either side would be too small."""

@@ -211,6 +211,13 @@ def label_windows(labels: Optional[np.ndarray], length: int, stride: int, n_rows
     return (w.max(axis=(1, 2)) > 0).astype(np.int8) if len(w) else np.zeros(0, np.int8)
 
 
+def windows_with_labels(
+    values: np.ndarray, labels: Optional[np.ndarray], length: int, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(T, C) rows -> (W, length, C) windows in time order, each labelled like `label_windows`."""
+    return sliding_windows(values, length, stride), label_windows(labels, length, stride, len(values))
+
+
 def prepare_windows(tables: list[Table], opts: TrainOptions, model_type: str) -> Prepared:
     length, stride = int(opts.window), int(opts.stride)
     if length < 2 or stride < 1:
@@ -229,11 +236,9 @@ def prepare_windows(tables: list[Table], opts: TrainOptions, model_type: str) ->
     scaler = FeatureScaler.fit(fit_rows, default_scaler(opts, model_type))
 
     def windows(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        ws, ys = [], []
-        for values, labels in parts:
-            w = sliding_windows(scaler(values), length, stride)
-            ws.append(w)
-            ys.append(label_windows(labels, length, stride, len(values)))
+        ws, ys = zip(
+            *(windows_with_labels(scaler(values), labels, length, stride) for values, labels in parts)
+        )
         return np.concatenate(ws), np.concatenate(ys)
 
     tw, ty = windows(train_parts)
