@@ -344,7 +344,7 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
 
     batch = 16 if prepared.kind == "image" else 256
     with OnnxRuntimeRunner(
-        bundle.onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=_threads(opts)
+        bundle.onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=_threads(opts), spin_wait=False
     ) as runner:
         normal = score_arrays(bundle, runner, prepared.val_x, batch, preprocessed=True).scores
         anomalous = (
