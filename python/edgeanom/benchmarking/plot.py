@@ -73,6 +73,11 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
             ax.minorticks_off()
         ax.set_xlabel("batch size")
         ax.grid(True, which="both", alpha=0.3)
+    for ax in (ax_fps, ax_lat):  # backends can differ by orders of magnitude: log scale then
+        lines = [y for line in ax.get_lines() for y in np.asarray(line.get_ydata(), dtype=float)]
+        finite = [y for y in lines if np.isfinite(y) and y > 0]
+        if finite and max(finite) / min(finite) > 20:
+            ax.set_yscale("log")
     ax_fps.set_ylabel("frames / s")
     ax_fps.set_title("Throughput vs batch")
     ax_lat.set_ylabel("p50 per frame (ms)")
