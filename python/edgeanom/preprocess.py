@@ -6,7 +6,8 @@ on the workstation and on the device. Buffers are reused between batches (no per
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -52,7 +53,11 @@ class ImagePreprocessor:
             )
         if self.color == "gray":
             return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return (
+            cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+            if frame.ndim == 2
+            else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        )
 
     def __call__(self, frames: Sequence[np.ndarray], out: Optional[np.ndarray] = None) -> np.ndarray:
         """Frames -> (N, C, H, W) float32. Writes into `out` (or an internal reused buffer)."""

@@ -32,7 +32,9 @@ class Scorer:
         self.map = spec.get("map") or None
         self.center = bundle.center()
         weights = spec.get("weights")
-        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32).reshape(bundle.input_shape)
+        self.weights = (
+            None if weights is None else np.asarray(weights, dtype=np.float32).reshape(bundle.input_shape)
+        )
         onnx = bundle.onnx
         self.output_name = str(onnx.get("output", "reconstruction"))
         fused = onnx.get("fused") or {}
