@@ -32,14 +32,18 @@ def status_text(snap: dict[str, Any]) -> str:
     return "edgeanom: " + " | ".join(parts)
 
 
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
 def event_text(event: dict[str, Any]) -> Optional[str]:
     kind = event.get("type")
     stream = event.get("stream")
     if kind == "start":
-        return f"edgeanom: anomaly START {stream} #{event.get('index')} score {event.get('score')}"
+        return f"edgeanom: anomaly START {stream} #{event.get('index')} score {_num(event.get('score'))}"
     if kind == "end":
         return (
-            f"edgeanom: anomaly END   {stream} #{event.get('index')} peak {event.get('peak')} "
+            f"edgeanom: anomaly END   {stream} #{event.get('index')} peak {_num(event.get('peak'))} "
             f"at #{event.get('peak_index')} ({event.get('samples')} samples)"
         )
     if kind == "disconnect":
