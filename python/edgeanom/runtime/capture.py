@@ -31,7 +31,7 @@ class Item:
     index: int  # frame number in the source (video position, camera capture count) or window number
     captured: float  # time.monotonic() when read (latency is measured from here)
     wall: float  # time.time() when read
-    data: np.ndarray  # uint8 image at model size (H, W) / (H, W, 3) RGB, or float32 raw window/row
+    data: np.ndarray  # float32 (C, H, W) model input for images, or float32 raw window/row for sensors
     frame: Optional[np.ndarray] = None  # the BGR frame as captured, only when a sink needs it
     ref: Optional[str] = None  # the source's own name for it (image file name)
 
@@ -85,7 +85,7 @@ class Channel:
 
 
 class FrameSampler:
-    """Raw BGR frames -> model-size uint8 images (one per frame), keeping the original when asked."""
+    """Raw BGR frames -> model input tensors (one per frame), keeping the original frame when asked."""
 
     def __init__(self, convert: Callable[[np.ndarray], np.ndarray], keep_frames: bool) -> None:
         self.convert = convert

@@ -124,8 +124,15 @@ class Pipeline:
 
     def _sampler(self, src: Source) -> Callable[[Any, int], list]:
         if src.kind == "frames":
-            assert self.preprocessor.image is not None
-            return FrameSampler(self.preprocessor.image.convert, self.config.keep_frames)
+            image = self.preprocessor.image
+            assert image is not None
+            shape = (1, *image.sample_shape)
+
+            def to_tensor(frame: np.ndarray) -> np.ndarray:
+                # The bundle's own preprocessing, run here on the capture thread so it overlaps inference.
+                return image([frame], out=np.empty(shape, dtype=np.float32))[0]
+
+            return FrameSampler(to_tensor, self.config.keep_frames)
         spec = self.bundle.preprocess
         shape = self.bundle.input_shape
         n_features = shape[-1]
@@ -142,7 +149,6 @@ class Pipeline:
 
     def _make_fill(self) -> Callable[[np.ndarray, np.ndarray], None]:
         """How one sample's data lands in its row of the reused input buffer (the bundle's preprocessing)."""
-        inv255 = np.float32(1.0 / 255.0)
         image = self.preprocessor.image
         scaler = self.preprocessor.scaler
         if image is not None:
@@ -152,9 +158,7 @@ class Pipeline:
                     f"bundle {self.bundle.path}: preprocess.image gives {expected}, input.shape is "
                     f"{list(self.bundle.input_shape)}"
                 )
-            if image.channels == 1:
-                return lambda data, out: np.multiply(data, inv255, out=out[0], casting="unsafe")
-            return lambda data, out: np.multiply(data.transpose(2, 0, 1), inv255, out=out, casting="unsafe")
+            return lambda data, out: np.copyto(out, data)  # already float32 CHW (capture thread)
         if scaler is not None:
             return lambda data, out: scaler(data, out=out)
         return lambda data, out: np.copyto(out, data, casting="unsafe")
