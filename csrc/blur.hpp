@@ -55,22 +55,19 @@ inline void blur_maps(const float* in, float* out, std::size_t n, std::size_t h,
         (sigma > 0.0 && gaussian_radius(sigma) > 0) ? gaussian_kernel(sigma) : std::vector<float>{1.0f};
     const std::size_t r = (kern.size() - 1) / 2;
     const std::size_t rows = n * h;
-    const std::size_t parts = parts_for(total * (2 * r + 1), std::size_t{1} << 17, rows);
+    const Plan plan = plan_work(total * (2 * r + 1), rows, std::size_t{1} << 17, std::size_t{1} << 16);
     if (r == 0) {
-        auto part = [&](std::size_t p) {
-            const Range rg = split_range(total, parts, p);
-            for (std::size_t i = rg.begin; i < rg.end; ++i) out[i] = detail::nan_to_inf(in[i]);
-        };
-        pool().run(parts, part);
+        parallel_ranges(rows, plan, [&](std::size_t begin, std::size_t end, std::size_t) {
+            for (std::size_t i = begin * w; i < end * w; ++i) out[i] = detail::nan_to_inf(in[i]);
+        });
         return;
     }
     const std::size_t taps = kern.size();
     const float* kw = kern.data();
     std::vector<float> tmp(total);
     // Pass 1, along H: tmp[s, i, :] = sum_k kw[k] * in[s, reflect(i + k - r), :]
-    auto vertical = [&](std::size_t p) {
-        const Range rg = split_range(rows, parts, p);
-        for (std::size_t row = rg.begin; row < rg.end; ++row) {
+    parallel_ranges(rows, plan, [&](std::size_t begin, std::size_t end, std::size_t) {
+        for (std::size_t row = begin; row < end; ++row) {
             const std::size_t s = row / h, i = row % h;
             const float* img = in + s * h * w;
             float* acc = tmp.data() + row * w;
@@ -82,16 +79,14 @@ inline void blur_maps(const float* in, float* out, std::size_t n, std::size_t h,
                 for (std::size_t j = 0; j < w; ++j) acc[j] = acc[j] + wk * srow[j];
             }
         }
-    };
-    pool().run(parts, vertical);
+    });
     // Pass 2, along W, from a reflect-padded copy of each row.
     const std::size_t padded = w + 2 * r;
-    std::vector<float> scratch(parts * (padded + w));
-    auto horizontal = [&](std::size_t p) {
-        float* pad = scratch.data() + p * (padded + w);
+    std::vector<float> scratch(plan.slots * (padded + w));
+    parallel_ranges(rows, plan, [&](std::size_t begin, std::size_t end, std::size_t slot) {
+        float* pad = scratch.data() + slot * (padded + w);
         float* acc = pad + padded;
-        const Range rg = split_range(rows, parts, p);
-        for (std::size_t row = rg.begin; row < rg.end; ++row) {
+        for (std::size_t row = begin; row < end; ++row) {
             const float* src = tmp.data() + row * w;
             for (std::size_t q = 0; q < padded; ++q)
                 pad[q] = src[reflect_index(static_cast<std::ptrdiff_t>(q) - static_cast<std::ptrdiff_t>(r), w)];
@@ -104,8 +99,7 @@ inline void blur_maps(const float* in, float* out, std::size_t n, std::size_t h,
             float* o = out + row * w;
             for (std::size_t j = 0; j < w; ++j) o[j] = detail::nan_to_inf(acc[j]);
         }
-    };
-    pool().run(parts, horizontal);
+    });
 }
 
 }  // namespace edgeanom

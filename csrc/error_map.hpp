@@ -50,13 +50,12 @@ void error_map(const TX* x, const TY* y, bool y_broadcast, std::size_t n, std::s
     const cpu::Level level = cpu::level();
     const std::size_t tiles = (hw + kMapTile - 1) / kMapTile;
     const std::size_t units = n * tiles;
-    const std::size_t parts = parts_for(n * c * hw, std::size_t{1} << 17, units);
+    const Plan plan = plan_work(n * c * hw, units, std::size_t{1} << 17, std::size_t{1} << 16);
     const double inv_c = 1.0 / static_cast<double>(c);
-    auto part = [&](std::size_t p) {
+    parallel_ranges(units, plan, [&](std::size_t begin, std::size_t end, std::size_t) {
         float xb[kMapTile], yb[kMapTile];
         double acc[kMapTile];
-        const Range r = split_range(units, parts, p);
-        for (std::size_t u = r.begin; u < r.end; ++u) {
+        for (std::size_t u = begin; u < end; ++u) {
             const std::size_t s = u / tiles, p0 = (u % tiles) * kMapTile;
             const std::size_t len = (p0 + kMapTile <= hw) ? kMapTile : hw - p0;
             for (std::size_t i = 0; i < len; ++i) acc[i] = 0.0;
@@ -74,8 +73,7 @@ void error_map(const TX* x, const TY* y, bool y_broadcast, std::size_t n, std::s
                 o[i] = (v == v) ? static_cast<float>(v) : std::numeric_limits<float>::infinity();
             }
         }
-    };
-    pool().run(parts, part);
+    });
 }
 
 }  // namespace edgeanom

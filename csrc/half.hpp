@@ -85,6 +85,18 @@ EDGEANOM_TARGET_AVX2 inline __m256 load8(const Half* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// Loads the first `count` (0..8) elements; the other lanes are 0.0f. Never reads past p + count.
+EDGEANOM_TARGET_AVX2 inline __m256 load8_partial(const float* p, int count) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(p, mask);
+}
+EDGEANOM_TARGET_AVX2 inline __m256 load8_partial(const Half* p, int count) {
+    if (count >= 8) return load8(p);
+    alignas(16) std::uint16_t buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = 0; j < count; ++j) buf[j] = p[j].bits;
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(buf)));
+}
+
 // Converts n halves to floats with F16C. Call only when cpu::has_avx2_f16c() is true.
 EDGEANOM_TARGET_AVX2 inline void half_to_float_row_f16c(const Half* src, float* dst, std::size_t n) {
     std::size_t i = 0;

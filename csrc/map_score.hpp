@@ -26,11 +26,10 @@ void map_score(const T* maps, std::size_t n, std::size_t pixels, MapMode mode, s
         return;
     }
     constexpr float inf = std::numeric_limits<float>::infinity();
-    const std::size_t parts = parts_for(n * pixels, std::size_t{1} << 17, n);
+    const Plan plan = plan_work(n * pixels, n, std::size_t{1} << 17, std::size_t{1} << 16);
     if (mode == MapMode::max) {
-        auto part = [&](std::size_t p) {
-            const Range r = split_range(n, parts, p);
-            for (std::size_t s = r.begin; s < r.end; ++s) {
+        parallel_ranges(n, plan, [&](std::size_t begin, std::size_t end, std::size_t) {
+            for (std::size_t s = begin; s < end; ++s) {
                 const T* m = maps + s * pixels;
                 float best = -inf;
                 bool bad = false;
@@ -41,16 +40,14 @@ void map_score(const T* maps, std::size_t n, std::size_t pixels, MapMode mode, s
                 }
                 out[s] = bad ? inf : best;
             }
-        };
-        pool().run(parts, part);
+        });
         return;
     }
     k = std::max<std::size_t>(1, std::min(k, pixels));
-    std::vector<float> scratch(parts * pixels);
-    auto part = [&](std::size_t p) {
-        float* buf = scratch.data() + p * pixels;
-        const Range r = split_range(n, parts, p);
-        for (std::size_t s = r.begin; s < r.end; ++s) {
+    std::vector<float> scratch(plan.slots * pixels);
+    parallel_ranges(n, plan, [&](std::size_t begin, std::size_t end, std::size_t slot) {
+        float* buf = scratch.data() + slot * pixels;
+        for (std::size_t s = begin; s < end; ++s) {
             const T* m = maps + s * pixels;
             for (std::size_t i = 0; i < pixels; ++i) {
                 const float v = to_float(m[i]);
@@ -63,8 +60,7 @@ void map_score(const T* maps, std::size_t n, std::size_t pixels, MapMode mode, s
             const double mean = sum / static_cast<double>(k);
             out[s] = (mean == mean) ? static_cast<float>(mean) : inf;  // +inf and -inf pixels
         }
-    };
-    pool().run(parts, part);
+    });
 }
 
 }  // namespace edgeanom

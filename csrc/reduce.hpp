@@ -3,7 +3,8 @@
 // Summation order (the same for every thread count and every kernel family):
 //   * a sample's D elements are cut into blocks of kBlock = 4096 elements (the last may be shorter);
 //   * inside a block, element i goes to float32 lane (i % 32); each lane accumulates its elements in
-//     increasing order, starting from +0.0f (a partial last chunk is zero-padded, which adds +0.0f);
+//     increasing order, starting from +0.0f (lanes past a partial last chunk get nothing, which is
+//     the same as zero padding: adding +0.0f to a non-negative sum changes nothing);
 //   * the 32 lanes are widened to float64 and combined by a fixed pairwise tree
 //     (lane j += lane j+16, then j+8, j+4, j+2, j+1);
 //   * the blocks' float64 partials are added in block order; the total is scaled (mean) in float64
@@ -87,30 +88,24 @@ inline void chunk_generic(const TX* x, const TY* y, const float* w, float* acc, 
     }
 }
 
-template <class T>
-inline T zero_value() {
-    return T{};
-}
-
 template <Op OP, bool W, class TX, class TY>
 double block_generic(const TX* x, const TY* y, const float* w, std::size_t len) {
     float acc[kLanes] = {};
     float chk[kLanes] = {};
     std::size_t i = 0;
     for (; i + kLanes <= len; i += kLanes) chunk_generic<OP, W>(x + i, y + i, W ? w + i : w, acc, chk);
-    if (i < len) {  // zero-padded tail: padded lanes add +0.0f
-        TX xt[kLanes];
-        TY yt[kLanes];
-        float wt[kLanes] = {};
-        for (std::size_t j = 0; j < kLanes; ++j) {
-            xt[j] = zero_value<TX>();
-            yt[j] = zero_value<TY>();
+    // Tail: element i + j goes to lane j. The lanes past the tail would only add +0.0f (zero padding),
+    // which changes nothing, so they are skipped.
+    for (std::size_t j = 0; i + j < len; ++j) {
+        const float d = to_float(x[i + j]) - to_float(y[i + j]);
+        float v = (OP == Op::sq) ? d * d : std::fabs(d);
+        if (W) v = v * w[i + j];
+        if (OP == Op::max) {
+            acc[j] = acc[j] < v ? v : acc[j];
+            chk[j] = chk[j] + v * 0.0f;
+        } else {
+            acc[j] = acc[j] + v;
         }
-        const std::size_t r = len - i;
-        std::memcpy(xt, x + i, r * sizeof(TX));
-        std::memcpy(yt, y + i, r * sizeof(TY));
-        if (W) std::memcpy(wt, w + i, r * sizeof(float));
-        chunk_generic<OP, W>(xt, yt, wt, acc, chk);
     }
     if (OP == Op::max) {
         float c = 0.0f;
@@ -126,13 +121,19 @@ EDGEANOM_TARGET_AVX2 inline __m256 abs8(__m256 v) {
     return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
 }
 
-template <Op OP, bool W, class TX, class TY>
-EDGEANOM_TARGET_AVX2 inline void chunk_avx2(const TX* x, const TY* y, const float* w, __m256 (&acc)[4],
+// One chunk of 32 elements into 4 x 8 lanes; `count` < 32 loads only the first `count` elements
+// (the rest read as 0.0f, exactly like the generic path's zero padding).
+template <Op OP, bool W, bool PARTIAL, class TX, class TY>
+EDGEANOM_TARGET_AVX2 inline void chunk_avx2(const TX* x, const TY* y, const float* w, int count, __m256 (&acc)[4],
                                              __m256 (&chk)[4]) {
     for (int k = 0; k < 4; ++k) {
-        const __m256 d = _mm256_sub_ps(load8(x + 8 * k), load8(y + 8 * k));
+        const int c = count - 8 * k;
+        if (PARTIAL && c <= 0) break;  // remaining lanes would add +0.0f: nothing to do
+        const __m256 xv = PARTIAL ? load8_partial(x + 8 * k, c) : load8(x + 8 * k);
+        const __m256 yv = PARTIAL ? load8_partial(y + 8 * k, c) : load8(y + 8 * k);
+        const __m256 d = _mm256_sub_ps(xv, yv);
         __m256 v = (OP == Op::sq) ? _mm256_mul_ps(d, d) : abs8(d);
-        if (W) v = _mm256_mul_ps(v, _mm256_loadu_ps(w + 8 * k));
+        if (W) v = _mm256_mul_ps(v, PARTIAL ? load8_partial(w + 8 * k, c) : _mm256_loadu_ps(w + 8 * k));
         if (OP == Op::max) {
             // max(v, acc) returns acc when v is NaN, like the generic path; chk catches NaN/inf.
             acc[k] = _mm256_max_ps(v, acc[k]);
@@ -148,22 +149,12 @@ EDGEANOM_TARGET_AVX2 double block_avx2(const TX* x, const TY* y, const float* w,
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     __m256 chk[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     std::size_t i = 0;
-    for (; i + kLanes <= len; i += kLanes) chunk_avx2<OP, W>(x + i, y + i, W ? w + i : w, acc, chk);
-    if (i < len) {
-        TX xt[kLanes];
-        TY yt[kLanes];
-        float wt[kLanes] = {};
-        std::memset(xt, 0, sizeof xt);
-        std::memset(yt, 0, sizeof yt);
-        const std::size_t r = len - i;
-        std::memcpy(xt, x + i, r * sizeof(TX));
-        std::memcpy(yt, y + i, r * sizeof(TY));
-        if (W) std::memcpy(wt, w + i, r * sizeof(float));
-        chunk_avx2<OP, W>(xt, yt, wt, acc, chk);
-    }
-    alignas(32) float lanes[kLanes];
-    for (int k = 0; k < 4; ++k) _mm256_store_ps(lanes + 8 * k, acc[k]);
+    for (; i + kLanes <= len; i += kLanes)
+        chunk_avx2<OP, W, false>(x + i, y + i, W ? w + i : w, 32, acc, chk);
+    if (i < len) chunk_avx2<OP, W, true>(x + i, y + i, W ? w + i : w, static_cast<int>(len - i), acc, chk);
     if (OP == Op::max) {
+        alignas(32) float lanes[kLanes];
+        for (int k = 0; k < 4; ++k) _mm256_store_ps(lanes + 8 * k, acc[k]);
         alignas(32) float c[kLanes];
         for (int k = 0; k < 4; ++k) _mm256_store_ps(c + 8 * k, chk[k]);
         float cs = 0.0f;
@@ -224,9 +215,9 @@ void reduce_typed(Metric metric, const TX* x, const TY* y, bool y_broadcast, con
     const cpu::Level level = cpu::level();
     const std::size_t nb = (d + kBlock - 1) / kBlock;  // blocks per sample
     const std::size_t nblocks = n * nb;
-    // Parts of at least 256k elements (~1 MB of float32 x): a single core streams that from cache in
-    // ~10-20 us, less than what waking and joining a worker can cost on a busy machine.
-    const std::size_t parts = parts_for(n * d, std::size_t{1} << 18, nblocks);
+    // Threads only from 256k elements (~1 MB of float32 x): one core streams that from cache in
+    // ~10-20 us, less than waking and joining a worker can cost. Chunks of ~64k elements.
+    const Plan plan = plan_work(n * d, nb == 1 ? n : nblocks, std::size_t{1} << 18, std::size_t{1} << 16);
     auto block_value = [&](std::size_t g) {
         const std::size_t s = g / nb, b = g % nb;
         const std::size_t off = b * kBlock;
@@ -234,20 +225,16 @@ void reduce_typed(Metric metric, const TX* x, const TY* y, bool y_broadcast, con
         const TY* yrow = y_broadcast ? y : y + s * d;
         return block<OP, W>(level, x + s * d + off, yrow + off, W ? w + off : w, len);
     };
-    if (nb == 1) {  // one block per sample: each part writes final scores directly
-        auto part = [&](std::size_t p) {
-            const Range r = split_range(n, parts, p);
-            for (std::size_t s = r.begin; s < r.end; ++s) out[s] = finalize(metric, block_value(s), d);
-        };
-        pool().run(parts, part);
+    if (nb == 1) {  // one block per sample: chunks write final scores directly
+        parallel_ranges(n, plan, [&](std::size_t begin, std::size_t end, std::size_t) {
+            for (std::size_t s = begin; s < end; ++s) out[s] = finalize(metric, block_value(s), d);
+        });
         return;
     }
     std::vector<double> partial(nblocks);
-    auto part = [&](std::size_t p) {
-        const Range r = split_range(nblocks, parts, p);
-        for (std::size_t g = r.begin; g < r.end; ++g) partial[g] = block_value(g);
-    };
-    pool().run(parts, part);
+    parallel_ranges(nblocks, plan, [&](std::size_t begin, std::size_t end, std::size_t) {
+        for (std::size_t g = begin; g < end; ++g) partial[g] = block_value(g);
+    });
     for (std::size_t s = 0; s < n; ++s) {  // combine blocks in block order
         const double* ps = partial.data() + s * nb;
         double acc = ps[0];

@@ -1,10 +1,10 @@
-// A small persistent thread pool with static work assignment.
+// A small persistent thread pool that runs "parallel for" jobs over chunks.
 //
-// `pool().run(nparts, fn)` calls fn(p) once for every part p in [0, nparts): part 0 on the calling
-// thread, part p on worker p-1. Callers split their work into contiguous ranges of *fixed* units
-// (samples, 4096-element blocks, rows) and every unit is computed by the same code whatever the
-// part count, so results are bit-identical for any thread count. Static assignment (not work
-// stealing) also keeps a given range on the same core from call to call, which helps cache reuse.
+// Kernels cut their work into contiguous ranges of *fixed* units (samples, 4096-element blocks,
+// rows); every unit is computed by the same code and written to its own output slot whatever thread
+// runs it, so results are bit-identical for any thread count and any chunking. Chunks are handed
+// out through an atomic counter: on a busy machine a thread that is not scheduled simply takes no
+// chunk, and the caller does not wait for threads that never started (see run()).
 //
 // Design notes:
 //   * Workers are started lazily on the first parallel call, not at import.
@@ -92,35 +92,46 @@ class ThreadPool {
         nthreads_.store(n);
     }
 
-    // Runs fn(0) .. fn(nparts-1) and returns when all are done; fn(0) runs on the calling thread.
+    // Calls fn(chunk, slot) once for every chunk in [0, nchunks), on at most `max_slots` threads
+    // (the caller is slot 0). Chunks are handed out dynamically; returns when all are done.
     template <class F>
-    void run(std::size_t nparts, F& fn) {
-        if (nparts == 0) return;
-        const std::size_t nthreads = num_threads();
-        if (nparts == 1 || nthreads <= 1) {
-            for (std::size_t p = 0; p < nparts; ++p) fn(p);
+    void run(std::size_t nchunks, std::size_t max_slots, F& fn) {
+        if (nchunks == 0) return;
+        const std::size_t nthreads = std::min(num_threads(), max_slots);
+        if (nchunks == 1 || nthreads <= 1) {
+            for (std::size_t c = 0; c < nchunks; ++c) fn(c, 0);
             return;
         }
         State& s = *s_;
         std::unique_lock<std::mutex> run_lock(s.run_mutex, std::try_to_lock);
         if (!run_lock.owns_lock()) {  // busy: run serially here, same results
-            for (std::size_t p = 0; p < nparts; ++p) fn(p);
+            for (std::size_t c = 0; c < nchunks; ++c) fn(c, 0);
             return;
         }
-        ensure_workers(s, nthreads - 1);
-        const std::size_t nworkers = s.workers.size();
-        if (nparts > nworkers + 1) {  // more parts than threads: thread t takes parts t, t+T, ...
-            struct Strided {
-                F* f;
-                std::size_t nparts, nthreads;
-                void operator()(std::size_t t) const {
-                    for (std::size_t p = t; p < nparts; p += nthreads) (*f)(p);
-                }
-            } strided{&fn, nparts, nworkers + 1};
-            dispatch(s, nworkers + 1, strided);
-        } else {
-            dispatch(s, nparts, fn);
+        ensure_workers(s, num_threads() - 1);
+        // Publish the job, then open it (release), then wake the workers.
+        s.job_call = &call_chunk<F>;
+        s.job_ctx = &fn;
+        s.job_nchunks = nchunks;
+        s.job_slots = nthreads;
+        s.next.store(0, std::memory_order_relaxed);
+        s.open.store(true, std::memory_order_seq_cst);
+        {
+            std::lock_guard<std::mutex> lock(s.mutex);
+            s.epoch.fetch_add(1, std::memory_order_release);
         }
+        s.cv_work.notify_all();
+        for (std::size_t c; (c = s.next.fetch_add(1, std::memory_order_relaxed)) < nchunks;) fn(c, 0);
+        // Close the job. A worker that registers (active++) after this sees open == false and leaves
+        // without touching the job; one that registered before is waited for. Workers that were not
+        // scheduled at all in the meantime (a busy machine) are not waited for.
+        s.open.store(false, std::memory_order_seq_cst);
+        for (int i = 0; i < 4096; ++i) {
+            if (s.active.load(std::memory_order_seq_cst) == 0) return;
+            EDGEANOM_PAUSE();
+        }
+        std::unique_lock<std::mutex> lock(s.mutex);
+        s.cv_done.wait(lock, [&s] { return s.active.load(std::memory_order_seq_cst) == 0; });
     }
 
     // pthread_atfork child handler: the child has only the forking thread, so the worker threads and
@@ -137,46 +148,27 @@ class ThreadPool {
         std::mutex mutex;      // guards the sleep/wake handshake
         std::condition_variable cv_work, cv_done;
         std::vector<std::thread> workers;
-        std::atomic<std::uint64_t> epoch{0};
-        std::atomic<std::size_t> pending{0};
-        void (*job_call)(void*, std::size_t) = nullptr;
+        std::atomic<std::uint64_t> epoch{0};  // bumped to wake the workers
+        std::atomic<bool> open{false};        // a job is accepting helpers
+        std::atomic<std::size_t> active{0};   // workers registered in the current job
+        std::atomic<std::size_t> next{0};     // next chunk to hand out
+        void (*job_call)(void*, std::size_t, std::size_t) = nullptr;
         void* job_ctx = nullptr;
-        std::size_t job_nparts = 0;
+        std::size_t job_nchunks = 0, job_slots = 0;
         bool stop = false;
     };
 
     template <class F>
-    static void call_part(void* ctx, std::size_t part) {
-        (*static_cast<F*>(ctx))(part);
-    }
-
-    template <class F>
-    static void dispatch(State& s, std::size_t nparts, F& fn) {
-        s.job_call = &call_part<F>;
-        s.job_ctx = &fn;
-        s.job_nparts = nparts;
-        s.pending.store(s.workers.size(), std::memory_order_relaxed);
-        {
-            std::lock_guard<std::mutex> lock(s.mutex);
-            s.epoch.fetch_add(1, std::memory_order_release);
-        }
-        s.cv_work.notify_all();
-        fn(0);
-        // Wait for the workers: spin first (they usually finish together with us), then sleep.
-        for (int i = 0; i < 4096; ++i) {
-            if (s.pending.load(std::memory_order_acquire) == 0) return;
-            EDGEANOM_PAUSE();
-        }
-        std::unique_lock<std::mutex> lock(s.mutex);
-        s.cv_done.wait(lock, [&s] { return s.pending.load(std::memory_order_acquire) == 0; });
+    static void call_chunk(void* ctx, std::size_t chunk, std::size_t slot) {
+        (*static_cast<F*>(ctx))(chunk, slot);
     }
 
     static void ensure_workers(State& s, std::size_t want) {
         if (s.workers.size() == want) return;
         stop_workers(s);
         s.workers.reserve(want);
-        // The epoch is read here, not in the new thread: a thread that starts late must still see the
-        // job that is about to be published as new.
+        // The epoch is read here, not in the new thread, so that a thread that starts late still
+        // sees the job about to be published as new.
         const std::uint64_t start_epoch = s.epoch.load(std::memory_order_acquire);
         for (std::size_t i = 0; i < want; ++i)
             s.workers.emplace_back([&s, i, start_epoch] { worker_loop(s, i + 1, start_epoch); });
@@ -195,7 +187,20 @@ class ThreadPool {
         s.stop = false;
     }
 
-    static void worker_loop(State& s, std::size_t part, std::uint64_t seen) {
+    static void help(State& s, std::size_t slot) {
+        s.active.fetch_add(1, std::memory_order_seq_cst);
+        if (s.open.load(std::memory_order_seq_cst) && slot < s.job_slots) {
+            const std::size_t n = s.job_nchunks;
+            for (std::size_t c; (c = s.next.fetch_add(1, std::memory_order_relaxed)) < n;)
+                s.job_call(s.job_ctx, c, slot);
+        }
+        if (s.active.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+            std::lock_guard<std::mutex> lock(s.mutex);
+            s.cv_done.notify_one();
+        }
+    }
+
+    static void worker_loop(State& s, std::size_t slot, std::uint64_t seen) {
         for (;;) {
             std::uint64_t e = seen;
             // Spin for a short while (about 50 us) before blocking.
@@ -216,11 +221,7 @@ class ThreadPool {
                 std::lock_guard<std::mutex> lock(s.mutex);
                 if (s.stop) return;
             }
-            if (part < s.job_nparts) s.job_call(s.job_ctx, part);
-            if (s.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-                std::lock_guard<std::mutex> lock(s.mutex);
-                s.cv_done.notify_one();
-            }
+            help(s, slot);
         }
     }
 
@@ -251,22 +252,39 @@ inline Range split_range(std::size_t n, std::size_t parts, std::size_t p) {
     return {begin, begin + q + (p < r ? 1 : 0)};
 }
 
-// Testing hook: when non-zero, replaces every kernel's minimum work per part, so that small inputs
-// can be split across many threads (to check that results do not depend on the split).
+// Testing hook: when non-zero, replaces every kernel's work thresholds below, so that small inputs
+// can be split across many threads and chunks (to check that results do not depend on the split).
 inline std::atomic<std::size_t>& grain_override() {
     static std::atomic<std::size_t> g{0};
     return g;
 }
 
-// Number of parts for `work` units of cost when each part should get at least `min_work`.
-inline std::size_t parts_for(std::size_t work, std::size_t min_work, std::size_t max_parts) {
+// How a kernel splits `units` work units (of total cost `work`) across threads.
+struct Plan {
+    std::size_t chunks;  // contiguous ranges of units, handed out dynamically
+    std::size_t slots;   // threads that may take part (scratch buffers needed)
+};
+
+// Serial below `min_parallel` work; otherwise chunks of about `chunk_work` (at least one per thread,
+// at most one per unit).
+inline Plan plan_work(std::size_t work, std::size_t units, std::size_t min_parallel, std::size_t chunk_work) {
     const std::size_t g = grain_override().load(std::memory_order_relaxed);
-    if (g != 0) min_work = g;
+    if (g != 0) min_parallel = chunk_work = g;
     const std::size_t t = pool().num_threads();
-    std::size_t parts = min_work ? work / min_work : t;
-    parts = std::min(parts, t);
-    parts = std::min(parts, max_parts);
-    return std::max<std::size_t>(parts, 1);
+    if (t <= 1 || work < min_parallel || units <= 1) return {1, 1};
+    std::size_t chunks = std::max(work / std::max<std::size_t>(chunk_work, 1), t);
+    chunks = std::min(chunks, units);
+    return {std::max<std::size_t>(chunks, 1), t};
+}
+
+// Runs f(begin, end, slot) over the plan's chunks of [0, units).
+template <class F>
+void parallel_ranges(std::size_t units, const Plan& plan, F&& f) {
+    auto chunk = [&](std::size_t c, std::size_t slot) {
+        const Range r = split_range(units, plan.chunks, c);
+        f(r.begin, r.end, slot);
+    };
+    pool().run(plan.chunks, plan.slots, chunk);
 }
 
 }  // namespace edgeanom

@@ -84,6 +84,17 @@ def test_window_is_cleared_when_an_alarm_ends():
     assert events == [ev("start", 1, 2.0, 1, 1), ev("end", 3, 2.0, 1, 1), ev("start", 7, 2.0, 7, 7)]
 
 
+def test_docs_worked_example():
+    scores = [2.0, 0.2, 3.0, 0.8, 4.0, 0.4, 2.0]
+    flags, _, events = run(AlarmFilter(1.0, k=2, n=3, clear_threshold=0.5), scores)
+    assert flags == [False, False, True, True, True, False, False]
+    assert events == [ev("start", 2, 3.0, 2, 2), ev("end", 5, 4.0, 4, 2)]
+    flags, _, events = run(AlarmFilter(1.0, k=2, n=3), scores)
+    assert events == [ev("start", 2, 3.0, 2, 2), ev("end", 3, 3.0, 2, 2), ev("start", 6, 2.0, 6, 6)]
+    _, _, events = run(AlarmFilter(1.0, k=2, n=3, clear_threshold=0.5, min_hold=5), [*scores, 0.0, 0.0])
+    assert events[-1] == ev("end", 7, 4.0, 4, 2)
+
+
 def test_interleaved_streams_in_one_call_and_across_calls():
     f = AlarmFilter(1.0)
     flags, _, events = run(f, [2, 0, 2, 2, 0, 0], np.array([0, 1, 1, 0, 0, 1]))
