@@ -58,8 +58,15 @@ def test_export_fp16_prints_parity_and_trtexec_commands(bundle: Path, tmp_path: 
     assert "TensorRT 10: trtexec --onnx=model.fused.onnx --fp16" in out
     assert "TensorRT 11: trtexec --onnx=model.fp16.onnx" in out
     assert "--maxShapes=input:4x1x32x32" in out
-    assert "no real samples given" in out
+    # no --data: parity and the FP16 cost run on the samples training kept in the bundle
+    assert "inputs train: 13 training samples (holdout.npz)" in out
+    assert "inputs held-out: 3 held-out normal samples (holdout.npz)" in out
+    assert "FP16 cost on held-out: no labelled data: AUROC delta n/a — pass --data with labels" in out
+    assert "no real samples" not in out
     meta = json.loads((bundle / "bundle.json").read_text())
+    fp16 = meta["onnx"]["parity"]["fp16"]
+    assert fp16["samples"] == "held-out" and fp16["n"] == 3 and fp16["spearman"] > 0.99
+    assert fp16["score_rel_err_median"] < 1e-2 and fp16["delta_auroc"] is None
     assert meta["onnx"]["file"] == "model.fused.onnx" and meta["onnx"]["fp16_file"] == "model.fp16.onnx"
     assert all(c["ok"] is not False for c in meta["onnx"]["parity"]["checks"])
     config = (repo / "edgeanom-model" / "config.pbtxt").read_text()
@@ -67,6 +74,37 @@ def test_export_fp16_prints_parity_and_trtexec_commands(bundle: Path, tmp_path: 
     assert (repo / "edgeanom-model" / "1" / "model.onnx").read_bytes() == (
         bundle / "model.fp16.onnx"
     ).read_bytes()
+
+
+def test_fp16_cost_on_labelled_held_out_samples(tmp_path: Path) -> None:
+    """A bundle trained with labelled anomalies keeps them: `export --fp16` gives delta AUROC without --data."""
+    from edgeanom.train.api import train_bundle
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.standard_normal((200, 4)), rng.standard_normal((12, 4)) + 5])
+    y = np.r_[np.zeros(200), np.ones(12)]
+    out = tmp_path / "vec"
+    train_bundle(table=x, labels=y, model="dense-ae", out=out, epochs=2, progress=False, threads=1)
+    result = cli.invoke(app, ["export", str(out), "--fp16"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "inputs held-out: 40 held-out normal + 12 labelled anomalous samples (holdout.npz)" in result.output
+    )
+    assert "no labelled data" not in result.output
+    fp16 = json.loads((out / "bundle.json").read_text())["onnx"]["parity"]["fp16"]
+    assert fp16["samples"] == "held-out" and fp16["n"] == 52 and fp16["n_anomalous"] == 12
+    assert fp16["auroc_fp32"] > 0.9 and abs(fp16["delta_auroc"]) <= 0.005 and fp16["spearman"] > 0.99
+
+
+def test_bundle_without_holdout_falls_back_to_random_inputs(bundle: Path) -> None:
+    meta = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**meta, "holdout": None}))  # as older bundles
+    result = cli.invoke(app, ["export", str(bundle), "--fp16", "--no-simplify"])
+    assert result.exit_code == 0, result.output
+    assert "no real samples: the bundle has no holdout.npz" in result.output
+    assert "inputs random: 16 random inputs in [0, 1]" in result.output
+    fp16 = json.loads((bundle / "bundle.json").read_text())["onnx"]["parity"]["fp16"]
+    assert fp16["samples"] == "random" and fp16["auroc_note"].startswith("no labelled data")
 
 
 def test_default_bundle_dir_and_no_simplify(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,7 +143,7 @@ def test_int8_commands_with_calibration_data(bundle: Path, tmp_path: Path) -> No
     assert "--int8 --fp16 --calib=engines/calibration.cache" in result.output
     assert "TensorRT 11: INT8 needs an explicitly quantized (Q/DQ) ONNX" in result.output
     assert (
-        "model.onnx vs PyTorch" in result.output and " real " in result.output
+        "model.onnx vs PyTorch" in result.output and " data " in result.output
     )  # calib data doubles as real samples
 
     np.save(calib, np.zeros((4, 3, 8, 8), np.float32))

@@ -140,8 +140,9 @@ def test_fp32_fused_fp16_parity(
     bundle_dir = fresh_copy(trained[f"{model}-{kind}"], tmp_path)
     result = export_bundle(bundle_dir, ExportOptions(fp16=True, data=data["test"][kind]))
     rows = {(r.what, r.inputs): r for r in result.parity}
-    # FP32 graph vs PyTorch, on real and random samples
-    for inputs in ("real", "random"):
+    # FP32 graph vs PyTorch, on the bundle's training and held-out samples, the labelled files and random inputs
+    assert set(result.inputs) == {"train", "held-out", "data", "random"}
+    for inputs in ("train", "held-out", "data", "random"):
         r = rows[("model.onnx vs PyTorch", inputs)]
         assert r.n > 0 and r.max_rel < 1e-5, r
         assert rows[("fused score vs C++ core", inputs)].max_rel < 1e-5
@@ -168,10 +169,15 @@ def test_fp32_fused_fp16_parity(
 
     # FP16: what it costs on the labelled data
     cost = result.fp16_cost
-    assert cost is not None and cost["samples"] == "real"
+    assert cost is not None and cost["samples"] == "data"
     assert cost["spearman"] > 0.99, cost
     assert cost["score_rel_err_median"] < 1e-2, cost
     assert cost["n_anomalous"] > 0 and abs(cost["delta_auroc"]) <= 0.005, cost
+    # ... and on the bundle's held-out normal samples (no labels there: no AUROC)
+    held = result.fp16_costs["held-out"]
+    assert held["n"] == bundle.meta["holdout"]["n_normal"] and held["spearman"] > 0.99, held
+    assert held["delta_auroc"] is None and "pass --data with labels" in held["auroc_note"]
+    assert onnx_meta["parity"]["fp16_by_inputs"]["held-out"]["n"] == held["n"]
 
 
 def result_samples(bundle: Any, source: Path) -> Any:
@@ -241,7 +247,7 @@ def test_baseline_onnx_matches_sklearn(
     bundle_dir = fresh_copy(trained[model], tmp_path)
     (bundle_dir / "model.onnx").unlink()  # export re-creates it from the pickled estimator
     result = export_bundle(bundle_dir, ExportOptions(data=data["test"]["vector"], engine=True))
-    assert {r.inputs for r in result.parity} == {"real", "random"}
+    assert {r.inputs for r in result.parity} == {"train", "held-out", "data", "random"}
     assert all(r.ok for r in result.parity), result.parity
     assert "TensorRT cannot run scikit-learn graphs" in (result.engine_note or "")
     bundle = load_bundle(bundle_dir)

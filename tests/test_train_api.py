@@ -15,6 +15,7 @@ from edgeanom.errors import EdgeanomError  # noqa: E402
 from edgeanom.train.api import train_bundle  # noqa: E402
 from edgeanom.train.checkpoint import load_model, load_sklearn  # noqa: E402
 from edgeanom.train.data import random_split  # noqa: E402
+from edgeanom.train.holdout import load_holdout, sample_holdout  # noqa: E402
 
 FAST = {"progress": False, "threads": 1, "epochs": 4}
 
@@ -28,7 +29,12 @@ def test_vector_bundle_threshold_matches_float64_reference(tmp_path):
     x = _blobs()
     bundle = train_bundle(table=x, model="dense-ae", out=tmp_path / "b", **FAST)
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
-    assert {p.name for p in (tmp_path / "b").iterdir()} == {"bundle.json", "model.onnx", "model.pt"}
+    assert {p.name for p in (tmp_path / "b").iterdir()} == {
+        "bundle.json",
+        "model.onnx",
+        "model.pt",
+        "holdout.npz",
+    }
     assert meta["schema_version"] == 1 and meta["model"]["family"] == "torch"
     assert meta["onnx"] == {
         **meta["onnx"],
@@ -53,6 +59,16 @@ def test_vector_bundle_threshold_matches_float64_reference(tmp_path):
     assert bundle.threshold.value == pytest.approx(np.percentile(ref, 99), rel=1e-4)
     assert bundle.threshold.stats["mean"] == pytest.approx(ref.mean(), rel=1e-4)
     assert bundle.threshold.stats["max"] == pytest.approx(ref.max(), rel=1e-4)
+
+    # holdout.npz: every held-out row (60 < cap) and 32 training rows, preprocessed exactly like training
+    assert meta["holdout"] == {"file": "holdout.npz", "n_normal": 60, "n_anomalous": 0, "n_train": 32}
+    with np.load(tmp_path / "b" / "holdout.npz") as z:
+        assert z["x"].dtype == np.float32 and z["x"].shape == (60, 5) and z["train_x"].shape == (32, 5)
+        assert z["y"].shape == (60,) and not z["y"].any()
+        np.testing.assert_allclose(z["x"], scaled, rtol=1e-5, atol=1e-6)
+        train_scaled = (x[tr] - mu) / sd
+        nearest = np.abs(z["train_x"][:, None, :] - train_scaled[None]).max(axis=2).min(axis=1)
+        assert nearest.max() < 1e-5  # each stored training sample is one of the training rows
 
 
 def _texture(rng, size=32):
@@ -215,6 +231,10 @@ def test_labelled_training_data_f1_threshold_and_errors(tmp_path):
     bundle = train_bundle(table=x, labels=y, out=tmp_path / "b", threshold="f1", **FAST)
     assert bundle.meta["data"]["n_val_anomalous"] == 20 and bundle.meta["data"]["n_train"] == 240
     assert bundle.threshold.method == "f1" and bundle.threshold.stats["val_f1"] > 0.9
+    holdout = load_holdout(bundle)
+    assert holdout is not None and (holdout.n_normal, holdout.n_anomalous) == (60, 20)
+    assert holdout.x.shape == (80, 5) and holdout.y.tolist() == [0] * 60 + [1] * 20
+    assert holdout.x[60:].mean() > holdout.x[:60].mean() + 3  # the anomalies, scaled like training data
     with pytest.raises(EdgeanomError, match="'f1' needs labelled anomalies"):
         train_bundle(table=_blobs(), out=tmp_path / "c", threshold="f1", **FAST)
     with pytest.raises(EdgeanomError, match="model 'conv-ae' takes image input, the data are vectors"):
@@ -257,23 +277,61 @@ def test_in_memory_frames_and_series(tmp_path):
     frames[0] = np.dstack([frames[0][:, :, 0], frames[0][:, :, 1] // 2, frames[0][:, :, 2]])  # real colour
     b = train_bundle(frames=frames, out=tmp_path / "f", image_size=16, channels=[4], latent=4, **FAST)
     assert b.input_shape == (3, 16, 16) and b.meta["data"]["split"] == "temporal"
+    holdout = load_holdout(b)
+    assert (
+        holdout is not None and holdout.x.shape == (4, 3, 16, 16) and holdout.train_x.shape == (16, 3, 16, 16)
+    )
     t = np.arange(400)
     series = np.stack([np.sin(t / 4), np.cos(t / 9)], axis=1)
     w = train_bundle(
-        series=series, model="lstm-ae", out=tmp_path / "s", window=12, stride=3, hidden=8, latent=4, **FAST
+        series=series,
+        model="lstm-ae",
+        out=tmp_path / "s",
+        window=12,
+        stride=3,
+        hidden=8,
+        latent=4,
+        holdout_samples=0,
+        **FAST,
     )
     assert w.input_shape == (12, 2) and w.preprocess["columns"] == ["f0", "f1"]
+    assert w.meta["holdout"] is None and not (tmp_path / "s" / "holdout.npz").exists()
+    assert load_holdout(w) is None
+
+
+def test_holdout_caps_samples_and_bytes():
+    rng = np.random.default_rng(0)
+    big = (3, 128, 128)  # 192 KiB per sample
+    normal, anomalous = rng.random((100, *big), np.float32), rng.random((30, *big), np.float32)
+    train = rng.random((50, *big), np.float32)
+    h = sample_holdout(normal, anomalous, train, seed=1)
+    assert h is not None and (h.n_normal, h.n_anomalous, len(h.train_x)) == (21, 21, 5)  # 8 MiB, 1 MiB
+    assert h.x.nbytes <= 8 * 2**20 and h.train_x.nbytes <= 2**20
+    assert any(np.array_equal(h.x[0], n) for n in normal) and any(
+        np.array_equal(h.x[-1], a) for a in anomalous
+    )
+    small = sample_holdout(
+        rng.random((400, 4), np.float32), rng.random((3, 4), np.float32), train[:0, 0, 0, :4]
+    )
+    assert small is not None and (small.n_normal, small.n_anomalous, len(small.train_x)) == (256, 3, 0)
+    assert sample_holdout(normal, None, train, max_per_class=0) is None
 
 
 def test_loading_a_damaged_bundle_names_the_problem(tmp_path):
     bundle = train_bundle(table=_blobs(), model="deep-svdd", out=tmp_path / "b", **FAST)
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
     (tmp_path / "b" / "center.npy").unlink()
-    with pytest.raises(EdgeanomError, match="score.center file 'center.npy' is missing"):
+    with pytest.raises(EdgeanomError, match=r"score.center file 'center.npy' is missing"):
         load_bundle(tmp_path / "b").center()
     (tmp_path / "b" / "model.pt").unlink()
-    with pytest.raises(EdgeanomError, match="checkpoint file 'model.pt' is missing"):
+    with pytest.raises(EdgeanomError, match=r"checkpoint file 'model.pt' is missing"):
         load_model(bundle)
+    np.savez(tmp_path / "b" / "holdout.npz", x=np.zeros((2, 3), np.float32), y=np.zeros(2, np.int8))
+    with pytest.raises(EdgeanomError, match=r"holdout.npz: 'x' has shape \(2, 3\), the model takes \(N, 5\)"):
+        load_holdout(bundle)
+    (tmp_path / "b" / "holdout.npz").unlink()
+    with pytest.raises(EdgeanomError, match=r"holdout file 'holdout.npz' is missing"):
+        load_holdout(bundle)
     (tmp_path / "b" / "bundle.json").write_text(json.dumps({**meta, "schema_version": 99}))
     with pytest.raises(EdgeanomError, match="unknown schema_version 99"):
         load_bundle(tmp_path / "b")

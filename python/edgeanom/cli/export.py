@@ -54,7 +54,8 @@ def export(
         typer.Option(
             "--data",
             "-d",
-            help="Real samples (held-out normal, labelled anomalies) for the parity checks and the FP16 cost.",
+            help="Real samples (normal, labelled anomalies) for the parity checks and the FP16 cost, "
+            "in addition to the bundle's own held-out samples.",
         ),
     ] = None,
     labels: Annotated[
@@ -132,29 +133,14 @@ def print_result(result: Any, bundle_dir: Path, engine_asked: bool) -> None:
         ok = "" if r.ok is None else ("yes" if r.ok else "NO")
         table.add_row(r.what, r.inputs, str(r.n), _num(r.max_abs), _num(r.max_rel), _num(r.tol), ok)
     console.print(table)
+    for name, what in result.inputs.items():
+        console.print(f"  inputs {name}: {what}", markup=False)
     if result.simplified:
         s = result.simplified
         kept = "kept" if s["kept"] else f"not kept ({s.get('reason', 'failed')})"
         console.print(f"onnxslim: {s['nodes_before']} -> {s.get('nodes_after', '?')} nodes, {kept}")
-    if result.fp16_cost:
-        c = result.fp16_cost
-        cost = Table(title=f"what FP16 costs ({c['samples']} samples, n={c['n']})", title_justify="left")
-        for col in (
-            "score rel err (median / p99 / max)",
-            "Spearman",
-            "AUROC FP32",
-            "AUROC FP16",
-            "delta AUROC",
-        ):
-            cost.add_column(col, justify="right")
-        rel = " / ".join(
-            _num(c[k]) for k in ("score_rel_err_median", "score_rel_err_p99", "score_rel_err_max")
-        )
-        delta = _num(c["delta_auroc"], 2) if c["delta_auroc"] is None else f"{c['delta_auroc']:+.4f}"
-        cost.add_row(rel, _num(c["spearman"], 6), _num(c["auroc_fp32"], 4), _num(c["auroc_fp16"], 4), delta)
-        console.print(cost)
-        if c.get("auroc_note"):
-            console.print(f"AUROC: {c['auroc_note']} (give labelled data with --data to measure it)")
+    if result.fp16_costs:
+        print_fp16_costs(console, list(result.fp16_costs.values()))
     for role, name in result.files.items():
         console.print(f"wrote {role}: {Path(bundle_dir) / name}", markup=False)
     for path in result.triton:
@@ -179,3 +165,40 @@ def print_result(result: Any, bundle_dir: Path, engine_asked: bool) -> None:
                 console.print(f"    ({cmd.note})", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
+
+
+def print_fp16_costs(console: Any, costs: list[dict[str, Any]]) -> None:
+    """One row per input set: score relative error, Spearman, AUROC FP32 / FP16 and its change."""
+    from rich.table import Table
+
+    table = Table(title="what FP16 costs (deployed scores, FP16 vs FP32)", title_justify="left")
+    for col in (
+        "inputs",
+        "n",
+        "anomalous",
+        "score rel err (median / p99 / max)",
+        "Spearman",
+        "AUROC FP32",
+        "AUROC FP16",
+        "delta AUROC",
+    ):
+        table.add_column(col, justify="left" if col == "inputs" else "right")
+    for c in costs:
+        rel = " / ".join(
+            _num(c[k]) for k in ("score_rel_err_median", "score_rel_err_p99", "score_rel_err_max")
+        )
+        delta = "n/a" if c["delta_auroc"] is None else f"{c['delta_auroc']:+.4f}"
+        table.add_row(
+            str(c["samples"]),
+            str(c["n"]),
+            _num(c.get("n_anomalous")),
+            rel,
+            _num(c["spearman"], 6),
+            _num(c["auroc_fp32"], 4),
+            _num(c["auroc_fp16"], 4),
+            delta,
+        )
+    console.print(table)
+    for c in costs:
+        if c.get("auroc_note"):
+            console.print(f"FP16 cost on {c['samples']}: {c['auroc_note']}", markup=False)

@@ -2,10 +2,12 @@
 
 Torch bundles (the checkpoint is the source of truth):
 1. re-export the FP32 graph from the checkpoint (`model.onnx`, un-fused, always kept), simplify it with
-   onnxslim when that keeps its outputs, and check it against PyTorch on real and random samples;
+   onnxslim when that keeps its outputs, and check it against PyTorch on real and random samples (the
+   bundle's own training and held-out samples from `holdout.npz`, `--data`, and random inputs);
 2. `--fused-score` (default): `model.fused.onnx` = the FP32 graph + the score head; becomes `onnx.file`, so
    `run`, `eval` and `bench` read fused scores (checked against the C++ core);
-3. `--fp16`: `model.fp16.onnx` (FP16 inside, FP32 at the edges, fused when 2. is on), with what FP16 costs;
+3. `--fp16`: `model.fp16.onnx` (FP16 inside, FP32 at the edges, fused when 2. is on), with what FP16 costs
+   on the held-out samples and on `--data`;
 4. `--engine`: a TensorRT engine in the bundle's cache (or, without TensorRT/GPU, the trtexec commands);
 5. `--triton DIR`: a Triton model repository.
 scikit-learn bundles: the skl2onnx graph is checked against the estimator and written to Triton/trtexec notes.
@@ -25,7 +27,7 @@ from edgeanom.bundle import Bundle, load_bundle
 from edgeanom.errors import EdgeanomError
 from edgeanom.export.engine_cache import EngineCache, Profile
 from edgeanom.export.parity import FP32_REL_TOL, ParityRow, fp16_cost, onnx_session, row, run_onnx
-from edgeanom.export.samples import Samples, load_samples, random_inputs
+from edgeanom.export.samples import Samples, load_samples, parity_inputs
 from edgeanom.export.tensorrt_build import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB
 from edgeanom.export.trtexec import TrtexecCommand, trtexec_commands
 
@@ -36,6 +38,7 @@ FUSED_FILE = "model.fused.onnx"
 FP16_FILE = "model.fp16.onnx"
 SIMPLIFY_REL_TOL = 1e-6  # a simplified graph must reproduce the exported one this closely
 SKLEARN_REL_TOL = 1e-5  # ONNX Runtime scores vs scikit-learn's -decision_function
+NO_LABELS = "no labelled data: AUROC delta n/a — pass --data with labels"
 
 
 @dataclass
@@ -65,7 +68,9 @@ class ExportResult:
     bundle: Bundle
     files: dict[str, str] = field(default_factory=dict)  # role -> file inside the bundle
     parity: list[ParityRow] = field(default_factory=list)
-    fp16_cost: Optional[dict[str, Any]] = None
+    fp16_cost: Optional[dict[str, Any]] = None  # on --data when given, else held-out, else random inputs
+    fp16_costs: dict[str, dict[str, Any]] = field(default_factory=dict)  # input set -> FP16 cost
+    inputs: dict[str, str] = field(default_factory=dict)  # input set -> what it holds, in words
     simplified: Optional[dict[str, Any]] = None
     engine: Optional[dict[str, Any]] = None  # {"file", "built", "precision"} when an engine exists
     engine_note: Optional[str] = None  # why no engine was built
@@ -80,22 +85,23 @@ def export_bundle(bundle_dir: Any, options: Optional[ExportOptions] = None) -> E
     _check_options(opts)
     bundle = load_bundle(bundle_dir, need_onnx=False)
     result = ExportResult(bundle)
-    real = load_samples(bundle, opts.data, opts.labels) if opts.data is not None else None
+    data = load_samples(bundle, opts.data, opts.labels) if opts.data is not None else None
     calib = load_samples(bundle, opts.calib_data) if opts.calib_data is not None else None
-    if real is None and calib is not None:
-        real = calib
-    if real is None:
+    if data is None and calib is not None:
+        data = calib
+    inputs = parity_inputs(bundle, data, opts.seed)
+    result.inputs = {s.name: s.source for s in inputs}
+    if len(inputs) == 1:
         result.notes.append(
-            "no real samples given (--data PATH): parity ran on random inputs only; "
+            "no real samples: the bundle has no holdout.npz (trained by an older edgeanom or with "
+            "holdout_samples: 0) and no --data PATH was given, so parity ran on random inputs only; "
             "the FP16 cost is more meaningful on held-out data"
         )
-    sets = ([("real", real.x)] if real is not None else []) + [
-        ("random", random_inputs(bundle, 16, opts.seed))
-    ]
+    sets = [(s.name, s.x) for s in inputs]
     if bundle.model_family == "sklearn":
         _export_sklearn(bundle, opts, sets, result)
     else:
-        _export_torch(bundle, opts, sets, real, result)
+        _export_torch(bundle, opts, sets, inputs, result)
     # engines built from an earlier graph stay in the cache (run rebuilds on mismatch): list what is there
     bundle.meta["engines"] = EngineCache.for_bundle(bundle.path).bundle_records()
     bundle.save()
@@ -122,7 +128,7 @@ def _export_torch(
     bundle: Bundle,
     opts: ExportOptions,
     sets: list[tuple[str, np.ndarray]],
-    real: Optional[Samples],
+    inputs: list[Samples],
     result: ExportResult,
 ) -> None:
     from edgeanom.export.fp16 import convert_to_fp16
@@ -199,9 +205,7 @@ def _export_torch(
                 )
             scores16[name] = half_scorer(x, out).scores
             result.parity.append(row(f"{FP16_FILE} scores vs FP32", name, deployed[name], scores16[name]))
-        cost_set = "real" if real is not None else "random"
-        labels = real.labels if real is not None else None
-        result.fp16_cost = {"samples": cost_set, **fp16_cost(deployed[cost_set], scores16[cost_set], labels)}
+        _fp16_costs(inputs, deployed, scores16, result)
         save_model(half, bundle.path / FP16_FILE)
         result.files["fp16"] = FP16_FILE
 
@@ -217,6 +221,25 @@ def _export_torch(
         "simplified": bool(result.simplified and result.simplified["kept"]),
         "parity": _parity_record(result),
     }
+
+
+def _fp16_costs(
+    inputs: list[Samples],
+    scores32: dict[str, np.ndarray],
+    scores16: dict[str, np.ndarray],
+    result: ExportResult,
+) -> None:
+    """What FP16 costs on each set of real samples except the training ones (random inputs when there are
+    none); the headline number is on --data when given, else on the held-out samples."""
+    real = [s for s in inputs if s.name in ("held-out", "data")]
+    for s in real or [s for s in inputs if s.name == "random"]:
+        cost = {"samples": s.name, **fp16_cost(scores32[s.name], scores16[s.name], s.labels)}
+        if s.labels is not None:
+            cost["n_anomalous"] = int((s.labels == 1).sum())
+        if cost["delta_auroc"] is None and not cost.get("n_anomalous"):
+            cost["auroc_note"] = NO_LABELS
+        result.fp16_costs[s.name] = cost
+    result.fp16_cost = result.fp16_costs.get("data") or next(iter(result.fp16_costs.values()))
 
 
 def _simplified(base: Any, sets: list[tuple[str, np.ndarray]], output_name: str, result: ExportResult) -> Any:
@@ -283,8 +306,10 @@ def _require_ok(rows: list[ParityRow], message: str) -> None:
 def _parity_record(result: ExportResult) -> dict[str, Any]:
     return {
         "checked": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": result.inputs,
         "checks": [r.to_json() for r in result.parity],
         "fp16": result.fp16_cost,
+        "fp16_by_inputs": result.fp16_costs or None,
         "simplify": result.simplified,
     }
 

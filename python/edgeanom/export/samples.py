@@ -1,7 +1,11 @@
 """Model-ready samples for parity checks and INT8 calibration: real data through the bundle's preprocessing,
 plus random inputs that cover the input range.
 
-Real data comes from a path (`--data`, `--calib-data`): an image/video folder for image bundles, CSV/Parquet
+Every bundle written by `train` carries real samples of its own (`holdout.npz`: a few training samples, held-out
+normal samples and any labelled anomalies); `parity_inputs` puts them next to the user's data and random inputs,
+each set named and described so the parity table can say what it ran on.
+
+User data comes from a path (`--data`, `--calib-data`): an image/video folder for image bundles, CSV/Parquet
 tables or sensor series for vector/window bundles (loaded like `edgeanom eval` loads them, labels included),
 or a `.npy` / `.npz` file of already preprocessed samples (`.npz`: arrays `x` and optionally `y`).
 """
@@ -28,6 +32,7 @@ class Samples:
     x: np.ndarray
     labels: Optional[np.ndarray]
     source: str
+    name: str = "data"  # the set's name in the parity table: train | held-out | data | random
 
     @property
     def normal(self) -> np.ndarray:
@@ -38,10 +43,40 @@ def random_inputs(bundle: Bundle, n: int = 16, seed: int = 0) -> np.ndarray:
     """Random model inputs: pixels / min-max scaled features in [0, 1], standardised features ~ N(0, 1)."""
     rng = np.random.default_rng(seed)
     shape = (n, *bundle.input_shape)
-    scaler = (bundle.preprocess.get("scaler") or {}).get("kind")
-    if bundle.input_kind == "image" or scaler == "minmax":
+    if _unit_range(bundle):
         return rng.random(shape, dtype=np.float32)
     return rng.standard_normal(shape, dtype=np.float32)
+
+
+def _unit_range(bundle: Bundle) -> bool:
+    """Whether model inputs live in [0, 1] (pixels, min-max scaled features) rather than around N(0, 1)."""
+    scaler = (bundle.preprocess.get("scaler") or {}).get("kind")
+    return bundle.input_kind == "image" or scaler == "minmax"
+
+
+def parity_inputs(bundle: Bundle, data: Optional[Samples] = None, seed: int = 0) -> list[Samples]:
+    """The input sets every check runs on, in order: the bundle's training samples ("train"), its held-out
+    normal samples and labelled anomalies ("held-out"), the user's `data`, and 16 random inputs ("random").
+    `source` describes each set in words."""
+    from edgeanom.train.holdout import HOLDOUT_FILE, load_holdout
+
+    sets = []
+    holdout = load_holdout(bundle)
+    if holdout is not None and len(holdout.train_x):
+        n = len(holdout.train_x)
+        sets.append(Samples(holdout.train_x, None, f"{n} training samples ({HOLDOUT_FILE})", "train"))
+    if holdout is not None and len(holdout.x):
+        anomalous = f" + {holdout.n_anomalous} labelled anomalous" if holdout.n_anomalous else ""
+        what = f"{holdout.n_normal} held-out normal{anomalous} samples ({HOLDOUT_FILE})"
+        sets.append(Samples(holdout.x, holdout.y, what, "held-out"))
+    if data is not None:
+        labelled = "" if data.labels is None else f", {int((data.labels == 1).sum())} labelled anomalous"
+        what = f"{len(data.x)} samples from {data.source}{labelled}"
+        sets.append(Samples(data.x, data.labels, what, "data"))
+    x = random_inputs(bundle, 16, seed)
+    span = "in [0, 1]" if _unit_range(bundle) else "~ N(0, 1)"
+    sets.append(Samples(x, None, f"{len(x)} random inputs {span}", "random"))
+    return sets
 
 
 def load_samples(

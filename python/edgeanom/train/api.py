@@ -2,7 +2,8 @@
 
 Steps: load data -> hold out validation -> preprocess with the deployed pipeline -> train (torch) or fit
 (scikit-learn) -> export FP32 ONNX -> score held-out data through ONNX Runtime and the C++ scorer ->
-calibrate the threshold -> write the bundle. Everything is written to a staging folder first and moved into
+calibrate the threshold -> keep a capped sample of held-out and training inputs (holdout.npz, for export's
+parity checks) -> write the bundle. Everything is written to a staging folder first and moved into
 place at the end (bundle.json last), so an existing bundle is never left half-overwritten.
 """
 
@@ -204,6 +205,7 @@ def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) ->
             _fit_torch(prepared, opts, model_type, staging, meta)
         bundle = Bundle(staging, meta)
         _calibrate(bundle, prepared, opts)
+        _keep_holdout(bundle, prepared, opts)
         bundle.save()
         _publish(staging, out)
     finally:
@@ -235,6 +237,7 @@ def _base_meta(prepared: Prepared, model_type: str) -> dict[str, Any]:
             "n_val_anomalous": 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x),
             **prepared.info,
         },
+        "holdout": None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -354,6 +357,20 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
         )
     threshold = calibrate(opts.threshold, normal, anomalous)
     bundle.meta["threshold"] = threshold.to_json()
+
+
+def _keep_holdout(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
+    """Store a capped sample of held-out and training inputs (holdout.npz) for export's parity checks."""
+    from edgeanom.train.holdout import sample_holdout, save_holdout
+
+    holdout = sample_holdout(
+        prepared.val_x,
+        prepared.val_anomalous_x,
+        prepared.train_x,
+        seed=int(opts.seed),
+        max_per_class=max(0, int(opts.holdout_samples)),
+    )
+    bundle.meta["holdout"] = None if holdout is None else save_holdout(holdout, bundle.path)
 
 
 def _publish(staging: Path, out: Path) -> None:

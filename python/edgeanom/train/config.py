@@ -49,6 +49,7 @@ class TrainOptions:
     # labelled validation data (for --threshold f1)
     val_data: Optional[Any] = None
     val_labels: Optional[Any] = None
+    holdout_samples: int = 256  # held-out normal samples (and anomalies) kept in holdout.npz; 0: none
     progress: bool = True
     params: dict[str, Any] = field(default_factory=dict)  # model hyper-parameters
 
