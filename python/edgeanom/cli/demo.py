@@ -136,8 +136,25 @@ def demo(
         def close(self) -> None:
             pass
 
-    extra: tuple[Any, ...] = (_PrintEvents(),) + ((server,) if server is not None else ())
-    summary = run_stream(opts, say=lambda text: console.print("   " + text), extra_sinks=extra)
+    class _KeepServing:
+        """Feeds the web view but leaves it open when the run ends, so the page stays up to look at."""
+
+        def write(self, result: Any) -> None:
+            server.write(result)
+
+        def write_event(self, event: dict[str, Any]) -> None:
+            server.write_event(event)
+
+        def close(self) -> None:
+            pass
+
+    extra: tuple[Any, ...] = (_PrintEvents(),) + ((_KeepServing(),) if server is not None else ())
+    try:
+        summary = run_stream(opts, say=lambda text: console.print("   " + text), extra_sinks=extra)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
 
     detections, false_alarms = match_alarms(summary.events, injected)
     table = Table(title="injected anomalies")
@@ -165,3 +182,12 @@ def demo(
     console.print(
         f"done in {time.monotonic() - t_start:.0f} s. Next: edgeanom train --camera 0 --duration 120"
     )
+    if server is not None:
+        console.print(f"the live view stays at {server.url} (scores, events); Ctrl-C to quit")
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
