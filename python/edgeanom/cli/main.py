@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -27,11 +27,11 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool,
         typer.Option(
             "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
         ),
-    ] = None,
+    ] = False,
 ) -> None:
     """edgeanom: anomaly detection from the workstation to the edge device."""
 
