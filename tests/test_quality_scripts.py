@@ -1,0 +1,206 @@
+"""Protocol code of the quality benchmarks (benchmarks/quality) on tiny generated data in the real layouts.
+
+Never touches ../shared/data: every file here is generated in tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+QUALITY = Path(__file__).resolve().parents[1] / "benchmarks" / "quality"
+sys.path.insert(0, str(QUALITY))
+
+import common  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------- SKAB protocol
+def notebook_flags(window_flags: np.ndarray, n_points: int, length: int) -> np.ndarray:
+    """SKAB's Conv-AE notebook loop, written out literally (the reference for the vectorised version)."""
+    out = np.zeros(n_points, dtype=bool)
+    for data_idx in range(length - 1, len(window_flags) - length + 1):
+        if np.all(window_flags[data_idx - length + 1 : data_idx]):
+            out[data_idx] = True
+    return out
+
+
+def test_leaderboard_rule_hand_example() -> None:
+    # 10 points, windows of 3 -> 8 windows; windows 2..5 alarm.
+    wf = np.array([0, 0, 1, 1, 1, 1, 0, 0], dtype=bool)
+    got = common.skab_point_flags(wf, 10, 3, "leaderboard")
+    # point d in [2, 5] is flagged when windows d-2 and d-1 both alarm: d=4 (windows 2,3), d=5 (windows 3,4)
+    expected = np.zeros(10, dtype=bool)
+    expected[[4, 5]] = True
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, notebook_flags(wf, 10, 3))
+
+
+def test_covering_rule_hand_example() -> None:
+    wf = np.array([0, 0, 1, 1, 1, 1, 0, 0], dtype=bool)
+    got = common.skab_point_flags(wf, 10, 3, "covering")
+    # point p is covered by windows max(0, p-2) .. min(7, p): all alarm only for p = 4 (2,3,4) and 5 (3,4,5)
+    expected = np.zeros(10, dtype=bool)
+    expected[[4, 5]] = True
+    np.testing.assert_array_equal(got, expected)
+    # the last point is covered by window 7 alone, the first by window 0 alone
+    edge = common.skab_point_flags(np.array([1, 0, 0, 0, 0, 0, 0, 1], dtype=bool), 10, 3, "covering")
+    np.testing.assert_array_equal(np.flatnonzero(edge), [0, 9])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_leaderboard_rule_matches_notebook_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(2, 12))
+    n = int(rng.integers(length, 80))
+    wf = rng.random(n - length + 1) < 0.8
+    np.testing.assert_array_equal(
+        common.skab_point_flags(wf, n, length, "leaderboard"), notebook_flags(wf, n, length)
+    )
+
+
+def test_unknown_rule_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown point rule"):
+        common.skab_point_flags(np.ones(3, bool), 5, 3, "nearest")
+
+
+def test_binary_metrics_hand_example() -> None:
+    y = np.array([1, 1, 0, 0, 1, 0, 0])
+    p = np.array([1, 0, 1, 0, 1, 0, 0])
+    m = common.binary_metrics(y, p)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 3)
+    assert m["f1"] == pytest.approx(2 / (2 + (1 + 1) / 2))
+    assert m["far_pct"] == pytest.approx(100 * 1 / 4)
+    assert m["mar_pct"] == pytest.approx(100 * 1 / 3)
+
+
+def write_skab_file(path: Path, rows: int, anomalous: slice, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    cols = [
+        "Accelerometer1RMS",
+        "Accelerometer2RMS",
+        "Current",
+        "Pressure",
+        "Temperature",
+        "Thermocouple",
+        "Voltage",
+        "Volume Flow RateRMS",
+    ]
+    values = rng.normal(size=(rows, len(cols)))
+    labels = np.zeros(rows)
+    labels[anomalous] = 1
+    values[anomalous] += 6.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fh.write(";".join(["datetime", *cols, "anomaly", "changepoint"]) + "\n")
+        for i in range(rows):
+            stamp = f"2020-03-09 10:{i // 60 % 60:02d}:{i % 60:02d}"
+            fh.write(";".join([stamp, *(f"{v:.6f}" for v in values[i]), f"{labels[i]:.1f}", "0.0"]) + "\n")
+
+
+def test_skab_files_and_reading(tmp_path: Path) -> None:
+    write_skab_file(tmp_path / "valve1" / "10.csv", 30, slice(20, 25))
+    write_skab_file(tmp_path / "valve1" / "2.csv", 30, slice(5, 9))
+    write_skab_file(tmp_path / "other" / "1.csv", 30, slice(0, 0))
+    write_skab_file(tmp_path / "anomaly-free" / "anomaly-free.csv", 30, slice(0, 0))
+    files = common.skab_experiment_files(tmp_path)
+    assert [f"{f.parent.name}/{f.stem}" for f in files] == ["other/1", "valve1/2", "valve1/10"]
+    exp = common.read_skab(files[1])
+    assert exp.name == "valve1/2"
+    assert exp.values.shape == (30, 8)
+    assert len(exp.columns) == 8
+    np.testing.assert_array_equal(np.flatnonzero(exp.anomaly), [5, 6, 7, 8])
+
+
+def test_read_skab_rejects_other_csv(tmp_path: Path) -> None:
+    bad = tmp_path / "x.csv"
+    bad.write_text("a;b\n1;2\n")
+    with pytest.raises(ValueError, match="datetime"):
+        common.read_skab(bad)
+
+
+# --------------------------------------------------------------------------------------------- Ped2 layout
+def test_ped2_labels_are_one_based_inclusive(tmp_path: Path) -> None:
+    spec = {
+        "videos": {
+            "01": {"frames": 6, "anomalous_ranges": [[2, 3], [6, 6]]},
+            "02": {"frames": 3, "anomalous_ranges": []},
+        }
+    }
+    f = tmp_path / "labels.json"
+    f.write_text(json.dumps(spec))
+    labels = common.ped2_labels(f)
+    np.testing.assert_array_equal(labels["01"], [False, True, True, False, False, True])
+    np.testing.assert_array_equal(labels["02"], [False, False, False])
+
+
+def test_ped2_labels_reject_out_of_range(tmp_path: Path) -> None:
+    f = tmp_path / "labels.json"
+    f.write_text(json.dumps({"videos": {"01": {"frames": 4, "anomalous_ranges": [[3, 5]]}}}))
+    with pytest.raises(ValueError, match=r"outside 1\.\.4"):
+        common.ped2_labels(f)
+
+
+def test_ped2_videos_in_frame_order(tmp_path: Path) -> None:
+    import cv2
+
+    for vid in ("02", "01"):
+        d = tmp_path / "testing" / "frames" / vid
+        d.mkdir(parents=True)
+        for k in (10, 0, 2):
+            cv2.imwrite(str(d / f"{k:03d}.jpg"), np.full((8, 12, 3), k * 10, np.uint8))
+    videos = common.ped2_videos(tmp_path, "testing")
+    assert list(videos) == ["01", "02"]
+    assert [p.name for p in videos["01"]] == ["000.jpg", "002.jpg", "010.jpg"]
+    frames = common.read_images(videos["01"])
+    assert frames[2].shape == (8, 12, 3) and abs(int(frames[2].mean()) - 100) <= 2
+    with pytest.raises(FileNotFoundError, match="training"):
+        common.ped2_videos(tmp_path, "training")
+
+
+# --------------------------------------------------------------------------------------------- MVTec layout
+def test_mvtec_split_and_per_defect_auroc(tmp_path: Path) -> None:
+    import cv2
+
+    def img(folder: Path, n: int) -> None:
+        folder.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), np.zeros((8, 8, 3), np.uint8))
+
+    img(tmp_path / "train" / "good", 3)
+    img(tmp_path / "test" / "good", 2)
+    img(tmp_path / "test" / "crack", 2)
+    img(tmp_path / "test" / "hole", 1)
+    train, test = common.mvtec_split(tmp_path)
+    assert len(train) == 3
+    assert [(t.defect, t.label) for t in test] == [
+        ("crack", 1),
+        ("crack", 1),
+        ("good", 0),
+        ("good", 0),
+        ("hole", 1),
+    ]
+    labels = np.array([t.label for t in test])
+    groups = np.array([t.defect for t in test])
+    scores = np.array([0.9, 0.2, 0.1, 0.3, 0.8])
+    per = common.per_group_auroc(labels, scores, groups)
+    # crack: (0.9 beats both goods) + (0.2 beats 0.1 only) -> 3 of 4 pairs; hole: 0.8 beats both -> 1.0
+    assert per == {"crack": pytest.approx(0.75), "hole": pytest.approx(1.0)}
+    assert common.auroc(labels, scores) == pytest.approx(5 / 6)
+
+
+# --------------------------------------------------------------------------------------------- plumbing
+def test_missing_data_folder_exits_with_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        common.require_dir(tmp_path / "nope", "SKAB")
+    assert info.value.code == common.MISSING_DATA_EXIT
+    assert "SKAB data folder" in capsys.readouterr().err
+
+
+def test_write_results_round_trip(tmp_path: Path) -> None:
+    path = common.write_results("x", {"a": np.float32(0.5), "b": np.arange(3), "c": float("inf")}, tmp_path)
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2], "c": None}
+    assert not list(tmp_path.glob("*.tmp"))
