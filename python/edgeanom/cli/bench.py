@@ -99,7 +99,7 @@ def stages_table(doc: dict[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(title="stages: mean ms per batch ('-' = not applicable)")
-    for name in ("backend", "prec", "batch", *STAGE_COLUMNS):
+    for name in ("backend", "prec", "batch", "thr", *STAGE_COLUMNS):
         table.add_column(name, justify="left" if name in ("backend", "prec") else "right")
     for r in doc["results"]:
         c = r["config"]
@@ -108,6 +108,7 @@ def stages_table(doc: dict[str, Any]) -> Any:
             c["backend"],
             r.get("precision_used") or c["precision"],
             str(c["batch"]),
+            str(c.get("threads") or "-"),
             *(_fmt((st.get(s) or {}).get("mean")) for s in STAGE_COLUMNS),
         )
     return table
