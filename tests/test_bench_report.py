@@ -66,6 +66,7 @@ def test_write_and_load_round_trip(doc: dict[str, Any], tmp_path: Path) -> None:
     d["results"][0]["stability"]["cov"] = float("nan")  # NaN is not JSON: written as null
     path = report.write_report(d, tmp_path / "sub" / "r.json")
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp file left behind
+    assert path.stat().st_mode & 0o777 == 0o666 & ~report._umask()  # like any file the user writes
     back = report.load_report(path)
     assert back["results"][0]["stability"]["cov"] is None
     assert back["results"][1]["key"] == doc["results"][1]["key"]

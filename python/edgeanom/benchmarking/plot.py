@@ -39,12 +39,24 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     ax_cdf, ax_fps, ax_lat = axes
 
+    # One colour per backend/precision/threads series (the same in every panel), one line style per batch.
+    series = list(dict.fromkeys(_series_label(r["config"]) for r in results))
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    colour = {label: palette[i % len(palette)] for i, label in enumerate(series)}
+    batch_list = sorted({r["config"]["batch"] for r in results})
+    styles = ["-", "--", ":", "-."]
+    style = {b: styles[i % len(styles)] for i, b in enumerate(batch_list)}
+
     for r in results:
         samples = np.sort(np.asarray((r.get("samples_ms") or {}).get("end_to_end") or [], dtype=float))
         if samples.size == 0:
             continue
         y = np.arange(1, samples.size + 1) / samples.size
-        ax_cdf.step(samples, y, where="post", label=f"{_series_label(r['config'])} b{r['config']['batch']}")
+        label = _series_label(r["config"])
+        batch = r["config"]["batch"]
+        ax_cdf.step(
+            samples, y, where="post", color=colour[label], linestyle=style[batch], label=f"{label} b{batch}"
+        )
     ax_cdf.set_xscale("log")
     ax_cdf.set_xlabel("end-to-end latency per batch (ms, log)")
     ax_cdf.set_ylabel("fraction of iterations")
@@ -58,7 +70,7 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
         rs = sorted(rs, key=lambda r: r["config"]["batch"])
         batches = [r["config"]["batch"] for r in rs]
         fps = [r.get("throughput_fps") or np.nan for r in rs]
-        line = ax_fps.plot(batches, fps, marker="o", label=label)[0]
+        line = ax_fps.plot(batches, fps, marker="o", color=colour[label], label=label)[0]
         e2e = [((r["per_frame_ms"] or {}).get("end_to_end") or {}).get("p50", np.nan) for r in rs]
         model = [((r["per_frame_ms"] or {}).get("latency") or {}).get("p50", np.nan) for r in rs]
         ax_lat.plot(batches, e2e, marker="o", color=line.get_color(), label=f"{label} end-to-end")

@@ -152,11 +152,18 @@ def write_report(doc: dict[str, Any], path: Path) -> Path:
         with os.fdopen(fd, "w") as fh:
             json.dump(_finite(doc), fh, indent=1, allow_nan=False, default=_json_default)
             fh.write("\n")
+        Path(tmp).chmod(0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _finite(obj: Any) -> Any:
