@@ -204,3 +204,50 @@ def test_write_results_round_trip(tmp_path: Path) -> None:
     path = common.write_results("x", {"a": np.float32(0.5), "b": np.arange(3), "c": float("inf")}, tmp_path)
     assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2], "c": None}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# --------------------------------------------------------------------------------------------- map normalisation
+def test_map_statistics_floor() -> None:
+    maps = np.zeros((4, 2, 3), np.float32)
+    maps[:, 0, 0] = [1.0, 3.0, 1.0, 3.0]
+    mean, scale = common.map_statistics(maps, floor=0.5)
+    assert mean[0, 0] == pytest.approx(2.0) and mean[1, 2] == 0.0
+    overall = float(maps.astype(np.float64).std())
+    assert scale[0, 0] == pytest.approx(1.0 / (1.0 + 0.5 * overall), rel=1e-6)
+    assert scale[1, 2] == pytest.approx(1.0 / (0.5 * overall), rel=1e-6)  # constant pixel: floor only
+
+
+def test_scorer_applies_map_normalisation(tmp_path: Path) -> None:
+    from edgeanom.bundle import Bundle
+    from edgeanom.errors import EdgeanomError
+    from edgeanom.scorer import Scorer
+
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 2, 4, 5), dtype=np.float32)
+    x_hat = rng.random((3, 2, 4, 5), dtype=np.float32)
+    mean = rng.random((4, 5)).astype(np.float32)
+    scale = (1.0 + rng.random((4, 5))).astype(np.float32)
+    np.save(tmp_path / "m.npy", mean)
+    np.save(tmp_path / "s.npy", scale)
+    meta = {
+        "model": {"type": "conv-ae"},
+        "input": {"kind": "image", "shape": [2, 4, 5]},
+        "threshold": {"value": 1.0},
+        "score": {
+            "metric": "mse",
+            "map": {
+                "blur_sigma": 0.0,
+                "mode": "max",
+                "k": 1,
+                "normalize": {"mean": "m.npy", "scale": "s.npy"},
+            },
+        },
+        "onnx": {"output": "reconstruction"},
+    }
+    result = Scorer(Bundle(tmp_path, meta))(x, {"reconstruction": x_hat})
+    err = ((x.astype(np.float64) - x_hat) ** 2).mean(axis=1)
+    expected = ((err - mean) * scale).reshape(3, -1).max(axis=1)
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
+    (tmp_path / "s.npy").unlink()
+    with pytest.raises(EdgeanomError, match=r"normalize\.scale file 's\.npy' is missing"):
+        Scorer(Bundle(tmp_path, meta))

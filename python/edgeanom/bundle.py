@@ -11,7 +11,9 @@ Schema (documented in docs/bundle.md) — `bundle.json` holds:
   "window": {"length": T, "stride": S} | null, "columns": [...] | null, "time_column": str | null}``
   Pixels become ``float32 / 255`` in NCHW; scaled features are ``(x - offset) * scale``.
 - ``score``: ``{"metric": "mse", "center": "center.npy" | null,
-  "map": {"blur_sigma": float, "mode": "max" | "topk_mean", "k": int} | null}``
+  "map": {"blur_sigma": float, "mode": "max" | "topk_mean", "k": int,
+  "normalize": {"mean": "map_mean.npy", "scale": "map_scale.npy"} (optional)} | null}``
+  (``normalize``: the blurred map becomes ``(map - mean) * scale`` per pixel before the top-k reduction)
 - ``threshold``: ``{"value": float, "method": "percentile:99.5", "stats": {"mean", "std", "min", "max",
   "quantiles": {"0.5": ..., ...}}}``
 - ``onnx``: ``{"file": "model.onnx", "input": "input", "output": "reconstruction" | "embedding" | "score",

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeanom import scoring
 from edgeanom.bundle import Bundle
+from edgeanom.errors import EdgeanomError
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Scorer:
         fused = onnx.get("fused") or {}
         self.fused_score = fused.get("score")
         self.fused_map = fused.get("error_map")
+        self.map_mean, self.map_scale = _map_normalisation(bundle, self.map)
 
     @property
     def wants_input(self) -> bool:
@@ -56,6 +58,8 @@ class Scorer:
                 maps = scoring.blur_maps(maps, sigma) if sigma > 0 else maps
             else:
                 maps = scoring.error_map(x, _contiguous(outputs[self.output_name]), blur_sigma=sigma)
+            if self.map_mean is not None:
+                maps = (maps - self.map_mean) * self.map_scale  # per-pixel z-score of the blurred map
             mode = str(self.map.get("mode", "topk_mean"))
             scores = scoring.map_score(maps, mode=mode, k=int(self.map.get("k", 1)))
             return ScoreResult(scores, maps)
@@ -67,6 +71,25 @@ class Scorer:
         if self.center is not None:
             return ScoreResult(scoring.reconstruction_error(out, self.center, metric="sse"))
         return ScoreResult(scoring.reconstruction_error(x, out, metric=self.metric, weights=self.weights))
+
+
+def _map_normalisation(
+    bundle: Bundle, spec: Optional[dict]
+) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Optional per-pixel statistics of normal blurred error maps (`score.map.normalize`: {"mean", "scale"}
+    .npy files of shape [H, W]); for fixed cameras and aligned objects, where some pixels always err more."""
+    norm = (spec or {}).get("normalize")
+    if not norm:
+        return None, None
+    arrays = []
+    for key in ("mean", "scale"):
+        path = bundle.path / str(norm[key])
+        if not path.is_file():
+            raise EdgeanomError(
+                f"bundle {bundle.path}: score.map.normalize.{key} file '{norm[key]}' is missing"
+            )
+        arrays.append(np.ascontiguousarray(np.load(path), dtype=np.float32))
+    return arrays[0], arrays[1]
 
 
 def _contiguous(a: np.ndarray) -> np.ndarray:
