@@ -32,6 +32,7 @@ from edgeanom.runtime.types import SampleResult, Sink
 from edgeanom.scorer import Scorer
 
 MAX_KEPT_EVENTS = 10_000  # alarm events remembered for the run summary
+_CATCH_UP_S = 0.25  # longest a batch waits for a lagging no-drop stream once another has a sample
 
 
 @dataclass
@@ -285,6 +286,7 @@ class Pipeline:
                     if ch.exhausted and ch.error is not None:
                         raise ch.error
                 active = [sid for sid in active if not captures[sid].channel.exhausted]
+                self._wait_for_lagging_streams(captures, active)
                 room = self._max_batch
                 for sid in active:
                     limit = min(per_stream[sid], room)
@@ -318,6 +320,26 @@ class Pipeline:
                         active.remove(sid)
                 if not active:
                     self._stopped_by = "max-frames"
+
+    def _wait_for_lagging_streams(self, captures: list[CaptureThread], active: list[int]) -> None:
+        """Once some stream has a sample, give no-drop streams (files, sensors) a moment to catch up.
+
+        Without this, a batch formed while one file's capture thread is mid-decode holds only the other
+        stream's frame, so several streams would not share batches. The wait is bounded, so a slow live
+        sensor (stdin, serial, MQTT) never stalls a camera. Call with `_cond` held.
+        """
+        if len(active) < 2:
+            return
+        deadline = time.monotonic() + _CATCH_UP_S
+        while not self._stop.is_set() and not self._oob:
+            channels = [captures[sid].channel for sid in active]
+            if not any(ch.items for ch in channels):
+                return  # nothing ready yet: the loop's own wait applies
+            lagging = [ch for ch in channels if not ch.drop_stale and not ch.items and not ch.finished]
+            remaining = deadline - time.monotonic()
+            if not lagging or remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _process(self, taken: list[tuple[int, Item]], alarms: StreamAlarms) -> list[SampleResult]:
         n = len(taken)
