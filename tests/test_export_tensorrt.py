@@ -70,6 +70,10 @@ def test_fp32_engine_matches_onnx_runtime_and_is_cached(bundle) -> None:
         assert runner.max_batch == 4
         got = runner.infer(x)  # 5 > max batch: run in two chunks
         again = [runner.infer(x[:2]) for _ in range(3)]  # third call replays a CUDA graph
+        timings = runner.last_timings  # CUDA-event times of the graph replay
+        assert set(timings) == {"h2d_ms", "compute_ms", "d2h_ms"} and timings["compute_ms"] > 0
+        assert all(v >= 0 for v in timings.values())
+        assert runner.precision == "fp32" and runner.engine_cache_key == runner.plan_path.stem
     want = ort_outputs(bundle, x)
     for name in ("score", "error_map"):
         rel = np.abs(got[name] - want[name]).max() / np.abs(want[name]).max()

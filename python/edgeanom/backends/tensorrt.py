@@ -8,12 +8,17 @@ CUDA graph and replayed (lower launch overhead; recaptured when the batch size c
 CUDA memory and streams come from cuda-python (`cuda.bindings.runtime`, or `cuda.cudart` in older releases),
 else from torch when it has CUDA. `TensorRTRunner.from_bundle` finds the bundle's engine for this GPU and
 TensorRT version in the engine cache, or builds it on first use.
+
+Each `infer` brackets its H2D copy, enqueue (or graph launch) and D2H copies with CUDA events on the stream and
+publishes the GPU times as `last_timings` (trtexec's H2D / GPU compute / D2H), which `edgeanom bench` reports;
+a host clock around an asynchronous enqueue would measure the queue, not the work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
     from edgeanom.bundle import Bundle
 
 log = logging.getLogger(__name__)
+
+STAGES = ("h2d", "compute", "d2h")  # the event-timed stages of one inference, in stream order
 
 INSTALL_HINT = (
     "install TensorRT's Python bindings: on a desktop GPU `pip install 'edgeanom[trt]'` (tensorrt, cuda-python); "
@@ -120,6 +127,20 @@ class _CudaPython:
     def destroy_stream(self, stream: Any) -> None:
         self.rt.cudaStreamDestroy(stream)
 
+    def event(self) -> Any:
+        """A CUDA event with timing enabled (cudaEventDefault)."""
+        return self._check(self.rt.cudaEventCreate(), "cudaEventCreate")
+
+    def record(self, event: Any, stream: Any) -> None:
+        self._check(self.rt.cudaEventRecord(event, stream), "cudaEventRecord")
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        """GPU time between two completed events (cudaErrorNotReady until both ran)."""
+        return float(self._check(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
+
+    def destroy_event(self, event: Any) -> None:
+        self.rt.cudaEventDestroy(event)
+
 
 class _CudaTorch:
     """The same calls through torch's CUDA allocator and streams (when cuda-python is not installed)."""
@@ -192,6 +213,18 @@ class _CudaTorch:
     def destroy_stream(self, stream: Any) -> None:
         del stream
 
+    def event(self) -> Any:
+        return self.torch.cuda.Event(enable_timing=True)
+
+    def record(self, event: Any, stream: Any) -> None:
+        event.record(stream)
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        return float(start.elapsed_time(end))
+
+    def destroy_event(self, event: Any) -> None:
+        del event  # torch destroys the CUDA event with the Python object
+
 
 def cuda_api() -> Any:
     """cuda-python when installed, else torch with CUDA; a clear error when neither can reach a GPU."""
@@ -220,15 +253,78 @@ def tensorrt_major(trt: Any) -> int:
     return int(str(trt.__version__).split(".")[0])
 
 
+def read_sidecar(plan_path: Path) -> Optional[dict[str, Any]]:
+    """The engine cache's sidecar JSON next to a plan (its key, size, build options), or None."""
+    sidecar = Path(plan_path).with_suffix(".json")
+    try:
+        entry = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+class StageEvents:
+    """Four CUDA events on one stream bounding H2D, compute and D2H: mark(i) records boundary i."""
+
+    def __init__(self, cuda: Any, stream: Any) -> None:
+        self.cuda = cuda
+        self.stream = stream
+        self.events: list[Any] = []
+        try:
+            for _ in range(len(STAGES) + 1):
+                self.events.append(cuda.event())
+        except BaseException:
+            self.close()
+            raise
+
+    def mark(self, i: int) -> None:
+        self.cuda.record(self.events[i], self.stream)
+
+    def elapsed_ms(self) -> dict[str, float]:
+        """Stage times of the last marked inference; call after the stream was synchronized."""
+        ev = self.events
+        return {f"{name}_ms": self.cuda.elapsed_ms(ev[i], ev[i + 1]) for i, name in enumerate(STAGES)}
+
+    def close(self) -> None:
+        for event in self.events:
+            self.cuda.destroy_event(event)
+        self.events = []
+
+
+def _sum_stages(parts: list[dict[str, float]]) -> dict[str, float]:
+    return {f"{name}_ms": float(sum(p[f"{name}_ms"] for p in parts)) for name in STAGES}
+
+
 # --- the runner -------------------------------------------------------------------------------------------
 class TensorRTRunner:
-    """Runs one engine with a single input; `infer(batch)` returns every output by name (float32 on host)."""
+    """Runs one engine with a single input; `infer(batch)` returns every output by name (float32 on host).
 
-    def __init__(self, plan_path: Path, cuda_graphs: bool = True) -> None:
+    After each `infer`, `last_timings` holds the GPU times in ms of its H2D copy, compute and D2H copies
+    (`{"h2d_ms", "compute_ms", "d2h_ms"}`, summed over chunks when the batch exceeds the engine's profile;
+    empty with `stage_timing=False` or when CUDA events are unavailable). `precision` (fp32/fp16/int8) and
+    `engine_cache_key` (the cached plan's name, `<precision>-b<max batch>-<key digest>`) come from the engine
+    cache's sidecar; without one, `precision` is the caller's hint (else "unknown") and the key is None.
+    """
+
+    def __init__(
+        self,
+        plan_path: Path,
+        cuda_graphs: bool = True,
+        *,
+        precision: Optional[str] = None,
+        stage_timing: bool = True,
+    ) -> None:
         trt = import_tensorrt()
         self.plan_path = Path(plan_path)
         if not self.plan_path.is_file():
             raise EdgeanomError(f"TensorRT engine '{self.plan_path}' not found")
+        self.engine_info = read_sidecar(self.plan_path)
+        key = (self.engine_info or {}).get("key") or {}
+        self.precision = str(key.get("precision") or precision or "unknown")
+        cached_file = (self.engine_info or {}).get("file")
+        self.engine_cache_key: Optional[str] = Path(str(cached_file)).stem if cached_file else None
+        self.last_timings: dict[str, float] = {}
+        self._stages: Optional[StageEvents] = None
         self.cuda = cuda_api()
         self._trt_logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._trt_logger)
@@ -254,6 +350,11 @@ class TensorRTRunner:
         self.name = f"tensorrt[{trt.__version__}, {self.cuda.name}]"
         self.use_cuda_graphs = cuda_graphs
         self._stream = self.cuda.stream()
+        if stage_timing:
+            try:
+                self._stages = StageEvents(self.cuda, self._stream)
+            except EdgeanomError as exc:  # timing is a report, never a reason not to run
+                log.info("CUDA events unavailable (%s); no stage timings", exc)
         self._device: dict[str, int] = {}
         self._host: dict[str, np.ndarray] = {}
         self._host_ptr: dict[str, int] = {}
@@ -294,36 +395,52 @@ class TensorRTRunner:
         path, _built = ensure_engine(
             bundle, precision=precision, max_batch=max_batch, workspace_mb=workspace_mb
         )
+        options: dict[str, Any] = {"cuda_graphs": cuda_graphs, "precision": precision}
         try:
-            return cls(path, cuda_graphs=cuda_graphs)
+            return cls(path, **options)
         except EngineLoadError as exc:
             log.warning("%s: rebuilding it", exc)
             path, _built = ensure_engine(
                 bundle, precision=precision, max_batch=max_batch, workspace_mb=workspace_mb, discard=path
             )
-            return cls(path, cuda_graphs=cuda_graphs)
+            return cls(path, **options)
 
     # --- inference --------------------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.last_timings = {}
         x = np.asarray(batch)
         if x.ndim != len(self.sample_shape) + 1 or tuple(x.shape[1:]) != self.sample_shape:
             raise EdgeanomError(
                 f"input batch has shape {x.shape}, the engine expects (N, {', '.join(map(str, self.sample_shape))})"
             )
+        timed: list[dict[str, float]] = []
         if len(x) == 0:
-            return {n: np.empty((0, *self._host[n].shape[1:]), dtype=np.float32) for n in self.output_names}
-        if len(x) > self.max_batch:  # the profile's limit: run in chunks
-            parts = [self._infer(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
-            return {n: np.concatenate([p[n] for p in parts]) for n in self.output_names}
-        return self._infer(x)
+            outputs = {
+                n: np.empty((0, *self._host[n].shape[1:]), dtype=np.float32) for n in self.output_names
+            }
+        elif len(x) > self.max_batch:  # the profile's limit: run in chunks
+            parts = [self._infer(x[i : i + self.max_batch], timed) for i in range(0, len(x), self.max_batch)]
+            outputs = {n: np.concatenate([p[n] for p in parts]) for n in self.output_names}
+        else:
+            outputs = self._infer(x, timed)
+        if self._stages is not None:
+            self.last_timings = _sum_stages(timed)  # zeros for an empty batch: no GPU work
+        return outputs
 
-    def _infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _mark(self, i: int) -> None:
+        if self._stages is not None:
+            self._stages.mark(i)
+
+    def _infer(self, x: np.ndarray, timed: list[dict[str, float]]) -> dict[str, np.ndarray]:
+        """One chunk within the profile; appends its stage times (ms) to `timed` when events are on."""
         n = len(x)
         host_in = self._host[self.input_name]
         np.copyto(host_in[:n], x, casting="same_kind")
+        self._mark(0)
         self.cuda.htod(
             self._device[self.input_name], self._host_ptr[self.input_name], host_in[:n].nbytes, self._stream
         )
+        self._mark(1)
         if self._shape_batch != n:  # a captured graph is only valid for the shapes it was captured with
             self._drop_graph()
             if not self.context.set_input_shape(self.input_name, (n, *self.sample_shape)):
@@ -332,13 +449,17 @@ class TensorRTRunner:
                 )
             self._shape_batch = n
         self._enqueue(n)
+        self._mark(2)
         outputs = {}
         for name in self.output_names:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             host = self._host[name].reshape(-1)[: int(np.prod(shape))].reshape(shape)
             outputs[name] = host
             self.cuda.dtoh(self._host_ptr[name], self._device[name], host.nbytes, self._stream)
-        self.cuda.synchronize(self._stream)
+        self._mark(3)
+        self.cuda.synchronize(self._stream)  # every event on the stream has completed too
+        if self._stages is not None:
+            timed.append(self._stages.elapsed_ms())
         return {name: host.astype(np.float32, copy=True) for name, host in outputs.items()}
 
     def _enqueue(self, n: int) -> None:
@@ -373,6 +494,9 @@ class TensorRTRunner:
             return
         with contextlib.suppress(EdgeanomError):
             self.cuda.synchronize(self._stream)
+        if self._stages is not None:
+            self._stages.close()
+            self._stages = None
         self._drop_graph()
         for ptr in self._device.values():
             self.cuda.free(ptr)
