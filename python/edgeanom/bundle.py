@@ -36,6 +36,7 @@ import numpy as np
 
 from edgeanom._version import __version__
 from edgeanom.errors import EdgeanomError
+from edgeanom.jsonutil import to_jsonable
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -136,7 +137,7 @@ class Bundle:
         target = self.path / BUNDLE_FILE
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".bundle.", suffix=".json")
         with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(self.meta), fh, indent=2, sort_keys=False)
+            json.dump(to_jsonable(self.meta, strict=False), fh, indent=2, sort_keys=False)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -183,17 +184,3 @@ def load_bundle(path: str | os.PathLike[str] = DEFAULT_BUNDLE_DIR, *, need_onnx:
             f"(re-create it with: edgeanom export {root})"
         )
     return bundle
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

@@ -7,12 +7,10 @@ Output is strict JSON: non-finite floats (the +inf score of a non-finite input) 
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
-import numpy as np
-
+from edgeanom.jsonutil import to_jsonable
 from edgeanom.runtime.types import SampleResult
 
 
@@ -54,24 +52,6 @@ def event_record(event: dict[str, Any], result: SampleResult | None = None) -> d
     return out
 
 
-def jsonable(value: Any) -> Any:
-    """Recursively convert NumPy scalars/arrays and non-finite floats into strict-JSON values."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    return value
-
-
 def dumps(value: Any) -> str:
     """Compact strict JSON of ``value``."""
-    return json.dumps(jsonable(value), separators=(",", ":"), allow_nan=False, default=str)
+    return json.dumps(to_jsonable(value), separators=(",", ":"), allow_nan=False, default=str)

@@ -9,36 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-import numpy as np
-
 from edgeanom.errors import EdgeanomError
+from edgeanom.jsonutil import to_jsonable
 from edgeanom.runtime.types import SampleResult
 
 SCHEMA_VERSION = 1
-
-
-def strict(value: Any) -> Any:
-    """NumPy scalars -> Python, non-finite floats -> None (JSON has no inf/NaN)."""
-    if isinstance(value, dict):
-        return {str(k): strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.ndarray):
-        return strict(value.tolist())
-    return value
 
 
 def sample_line(result: SampleResult) -> dict[str, Any]:
@@ -96,7 +76,9 @@ class JsonlSink:
     def _emit(self, records: list[dict[str, Any]]) -> None:
         if self._fh is None or not records:
             return
-        text = "".join(json.dumps(strict(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records)
+        text = "".join(
+            json.dumps(to_jsonable(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records
+        )
         try:
             self._fh.write(text)
             self._fh.flush()
