@@ -251,3 +251,33 @@ def test_scorer_applies_map_normalisation(tmp_path: Path) -> None:
     (tmp_path / "s.npy").unlink()
     with pytest.raises(EdgeanomError, match=r"normalize\.scale file 's\.npy' is missing"):
         Scorer(Bundle(tmp_path, meta))
+
+
+# --------------------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_skab_script_end_to_end_on_generated_files(tmp_path: Path) -> None:
+    """Train, export, score FP32 and FP16 through the deployed path on one generated SKAB-layout file."""
+    import skab
+
+    data = tmp_path / "skab"
+    write_skab_file(data / "valve1" / "0.csv", 560, slice(470, 520))
+    write_skab_file(data / "anomaly-free" / "anomaly-free.csv", 100, slice(0, 0))
+    args = [
+        "--data",
+        str(data),
+        "--work",
+        str(tmp_path / "work"),
+        "--results-dir",
+        str(tmp_path / "res"),
+        "--epochs",
+        "2",
+    ]
+    assert skab.main(args) == 0
+    result = json.loads((tmp_path / "res" / "skab.json").read_text())
+    board = result["metrics_fp32"]["leaderboard"]
+    assert board["tp"] + board["fp"] + board["fn"] + board["tn"] == 560
+    assert result["metrics_fp16"]["leaderboard"]["tp"] + result["metrics_fp16"]["leaderboard"]["fn"] == 50
+    # the bundle alarms at the protocol's UCL
+    bundle = json.loads((tmp_path / "work" / "valve1_0" / "bundle.json").read_text())
+    assert bundle["threshold"]["value"] == pytest.approx(result["per_file_ucl"]["valve1/0"])
+    assert bundle["score"]["metric"] == "mae"
