@@ -281,3 +281,45 @@ def test_skab_script_end_to_end_on_generated_files(tmp_path: Path) -> None:
     bundle = json.loads((tmp_path / "work" / "valve1_0" / "bundle.json").read_text())
     assert bundle["threshold"]["value"] == pytest.approx(result["per_file_ucl"]["valve1/0"])
     assert bundle["score"]["metric"] == "mae"
+
+
+# --------------------------------------------------------------------------------------------- temporal packing
+def test_pack_frames_gives_oldest_to_newest_channels_after_rgb_preprocessing() -> None:
+    from edgeanom.preprocess import ImagePreprocessor
+
+    frames = [np.full((8, 12, 3), 10 * (i + 1), np.uint8) for i in range(5)]
+    packed = common.pack_frames(frames, 1)
+    x = ImagePreprocessor((8, 12), "rgb")(packed)
+    got = np.rint(x[:, :, 0, 0] * 255).astype(int)
+    np.testing.assert_array_equal(got, [[10, 10, 10], [10, 10, 20], [10, 20, 30], [20, 30, 40], [30, 40, 50]])
+
+
+def test_frame_pred_copies_past_and_exports_to_onnx(tmp_path: Path) -> None:
+    import onnxruntime as ort
+    import torch
+
+    from edgeanom.train.models import MODELS, build_model
+
+    assert "frame-pred" in MODELS
+    torch.manual_seed(0)
+    model = build_model("frame-pred", (3, 16, 20), {"width": 4}).eval()
+    x = torch.rand(2, 3, 16, 20)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert torch.equal(y[:, :2], x[:, :2])  # the error map is the newest frame's prediction error only
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(
+        model,
+        x,
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["reconstruction"],
+        dynamic_axes={"input": {0: "n"}, "reconstruction": {0: "n"}},
+    )
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[
+        0
+    ]
+    np.testing.assert_allclose(got, y.numpy(), rtol=1e-5, atol=1e-6)

@@ -57,6 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--blur-sigma", type=float, default=None, help="default: the train API's (2 px per 128)")
     p.add_argument("--topk", type=int, default=None, help="default: the train API's (1 %% of the pixels)")
     p.add_argument(
+        "--temporal",
+        type=int,
+        default=0,
+        help="0: one grey frame per sample; S > 0: frames t-2S, t-S, t packed as channels and the frame-pred model",
+    )
+    p.add_argument("--unet-width", type=int, default=16, help="frame-pred U-Net width")
+    p.add_argument(
         "--ewma-alpha", type=float, default=0.3, help="causal smoothing weight of the newest frame"
     )
     p.add_argument("--seed", type=int, default=0)
@@ -141,8 +148,23 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(
                 f"error: {root}/labels.json: video {vid} has {len(frames)} frames, labels disagree"
             )
-    train_frames = [f for v in train_videos.values() for f in common.read_images(v[:: args.frame_step])]
-    test_frames = {v: common.read_images(p) for v, p in test_videos.items()}
+    if args.temporal:
+        import edgeanom.train.models_quality  # noqa: F401  (registers frame-pred)
+
+        s = args.temporal
+        train_frames = [
+            f
+            for v in train_videos.values()
+            for f in common.pack_frames(common.read_images(v), s)[2 * s :: args.frame_step]
+        ]
+        test_frames = {v: common.pack_frames(common.read_images(p), s) for v, p in test_videos.items()}
+        model = "frame-pred" if args.model == "conv-ae" else args.model
+        color, params = "rgb", {"width": args.unet_width}
+    else:
+        train_frames = [f for v in train_videos.values() for f in common.read_images(v[:: args.frame_step])]
+        test_frames = {v: common.read_images(p) for v, p in test_videos.items()}
+        model, color = args.model, "gray"
+        params = {"channels": [int(c) for c in args.channels.split(",")], "latent": args.latent}
     n_test = sum(len(f) for f in test_frames.values())
     print(
         f"Ped2: {len(train_frames)} training frames (step {args.frame_step}), {n_test} test frames",
@@ -152,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bundle = train_bundle(
         frames=train_frames,
-        model=args.model,
+        model=model,
         out=args.work,
         image_size=[args.height, args.width],
-        color="gray",
+        color=color,
         loss=args.loss,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -165,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         progress=False,
-        channels=[int(c) for c in args.channels.split(",")],
-        latent=args.latent,
+        params=params,
     )
     train_s = float(bundle.meta["model"]["train"]["seconds"])
     t0 = time.perf_counter()
@@ -195,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "published": PUBLISHED,
         "settings": {
-            "model": args.model,
+            "model": model,
             "params": bundle.meta["model"]["params"],
             "image_size": [args.height, args.width],
-            "color": "gray",
+            "color": color,
+            "temporal_spacing": args.temporal,
             "loss": args.loss,
             "epochs": args.epochs,
             "epochs_run": bundle.meta["model"]["train"]["epochs_run"],
@@ -225,13 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     path = common.write_results(args.out, payload, args.results_dir)
     rows = [
         [
-            f"edgeanom {args.model} (FP32)",
+            f"edgeanom {model} (FP32)",
             m32["auroc_pooled"],
             m32["auroc_pooled_causal_ewma"],
             m32["auroc_pooled_per_video_minmax_noncausal"],
         ],
         [
-            f"edgeanom {args.model} (FP16)",
+            f"edgeanom {model} (FP16)",
             m16["auroc_pooled"],
             m16["auroc_pooled_causal_ewma"],
             m16["auroc_pooled_per_video_minmax_noncausal"],

@@ -403,3 +403,7 @@ def build_model(
         raise EdgeanomError(f"{model_type!r} is a scikit-learn baseline, not a torch model")
     cls = MODELS[model_type]
     return cls(input_shape, resolve_params(model_type, dict(params or {}), cls.defaults))
+
+
+# Models found by the quality benchmarks live in their own file and register themselves here.
+from edgeanom.train import models_quality  # noqa: E402, F401
