@@ -107,7 +107,16 @@ def test_model_errors_name_the_problem():
         build_model("vae", (4,), {"latnet": 3})
     with pytest.raises(EdgeanomError, match=r"unknown model 'bogus'"):
         build_model("bogus", (4,))
-    assert set(MODELS) == {"dense-ae", "vae", "conv-ae", "conv-vae", "window-ae", "lstm-ae", "deep-svdd"}
+    assert set(MODELS) == {
+        "dense-ae",
+        "vae",
+        "conv-ae",
+        "conv-vae",
+        "window-ae",
+        "lstm-ae",
+        "deep-svdd",
+        "frame-pred",
+    }
 
 
 def test_ssim_loss():

@@ -27,13 +27,19 @@ def score_arrays(
     keep_maps: bool = False,
     preprocessor: Optional[Preprocessor] = None,
     scorer: Optional[Scorer] = None,
+    pack: bool = False,
 ) -> ScoreResult:
     """Score every sample; returns float32 scores [N] (and error maps [N, H, W] when `keep_maps`).
 
     `samples` are raw inputs as `Preprocessor(bundle)` takes them (a list of BGR frames for images, an
     (N, T, C) or (N, F) array of raw values otherwise), or model-ready float32 tensors when `preprocessed`.
+    For a bundle that packs frames (preprocess.image.pack) give packed frames, or consecutive frames of one
+    stream with `pack=True` to pack them here (causally, as `run` does).
     """
     preprocess = preprocessor or Preprocessor(bundle)
+    packer = preprocess.new_packer() if pack and not preprocessed else None
+    if packer is not None:
+        samples = [packer.push(f) for f in samples]
     score = scorer or Scorer(bundle)
     n = len(samples)
     scores = np.empty(n, dtype=np.float32)

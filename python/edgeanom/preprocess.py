@@ -16,6 +16,23 @@ from edgeanom.bundle import Bundle
 from edgeanom.errors import EdgeanomError
 
 
+def _as_uint8_frame(frame: np.ndarray) -> np.ndarray:
+    """Any decoded frame -> uint8 (H, W) or (H, W, 3) BGR; a clear error for anything else."""
+    if frame is None or frame.size == 0:
+        raise EdgeanomError("empty frame")
+    if frame.dtype != np.uint8:
+        if np.issubdtype(frame.dtype, np.floating):
+            frame = np.clip(frame * 255.0 if frame.max(initial=0) <= 1.0 else frame, 0, 255)
+        frame = frame.astype(np.uint8)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] != 3):
+        raise EdgeanomError(f"frame has shape {frame.shape}, expected (H, W) or (H, W, 3)")
+    return frame
+
+
 class ImagePreprocessor:
     """BGR/grey uint8 frames of any size -> float32 NCHW in [0, 1] at the bundle's size and colour."""
 
@@ -33,18 +50,7 @@ class ImagePreprocessor:
 
     def convert(self, frame: np.ndarray) -> np.ndarray:
         """One frame -> uint8 HxW (grey) or HxWx3 (RGB) at the model size (cv2 does decode-side work)."""
-        if frame is None or frame.size == 0:
-            raise EdgeanomError("empty frame")
-        if frame.dtype != np.uint8:
-            if np.issubdtype(frame.dtype, np.floating):
-                frame = np.clip(frame * 255.0 if frame.max(initial=0) <= 1.0 else frame, 0, 255)
-            frame = frame.astype(np.uint8)
-        if frame.ndim == 3 and frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        if frame.ndim == 3 and frame.shape[2] == 1:
-            frame = frame[:, :, 0]
-        if frame.ndim not in (2, 3):
-            raise EdgeanomError(f"frame has shape {frame.shape}, expected (H, W) or (H, W, 3)")
+        frame = _as_uint8_frame(frame)
         h, w = frame.shape[:2]
         if (h, w) != (self.height, self.width):
             shrink = h > self.height or w > self.width
@@ -73,6 +79,58 @@ class ImagePreprocessor:
             else:
                 np.multiply(img.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out[i], casting="unsafe")
         return out
+
+
+class FramePacker:
+    """Causal frame packing for video models: grey frames t-2s, t-s and t become one 3-channel frame.
+
+    A ring buffer of the last ``2 * spacing + 1`` grey frames of one stream. Each `push` returns a BGR uint8
+    frame with B = newest (t), G = middle (t - s), R = oldest (t - 2s); after the bundle's RGB preprocessing
+    the channels run oldest -> newest, the layout the `frame-pred` model predicts from. Only past frames are
+    used, so it runs on a live camera; until a stream has 2s frames the missing past repeats its first frame.
+    A frame of another size restarts the stream (a camera that reconnected at a new resolution).
+    """
+
+    def __init__(self, spacing: int, frames: int = 3) -> None:
+        if not _is_whole(frames) or int(frames) != 3:
+            raise EdgeanomError(f"preprocess.image.pack.frames must be 3 (packed as B, G, R), got {frames!r}")
+        if not _is_whole(spacing) or int(spacing) < 1:
+            raise EdgeanomError(f"preprocess.image.pack.spacing must be >= 1 frame, got {spacing!r}")
+        self.spacing = int(spacing)
+        self.frames = int(frames)
+        self._ring: Optional[np.ndarray] = None  # (2s + 1, H, W) uint8 grey history
+        self._count = 0  # frames pushed since the stream (re)started
+
+    def reset(self) -> None:
+        """Forget the history: the next frame starts a new stream."""
+        self._ring = None
+        self._count = 0
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """Add the stream's next frame (BGR or grey, any size); returns the packed (H, W, 3) BGR uint8 frame."""
+        frame = _as_uint8_frame(frame)
+        grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        length = 2 * self.spacing + 1
+        if self._ring is None or self._ring.shape[1:] != grey.shape:
+            self._ring = np.empty((length, *grey.shape), dtype=np.uint8)
+            self._ring[:] = grey  # the past of the first frame is the first frame
+            self._count = 0
+        slot = self._count % length
+        self._ring[slot] = grey
+        self._count += 1
+        middle = self._ring[(slot - self.spacing) % length]
+        oldest = self._ring[(slot + 1) % length]  # slot - 2s, modulo 2s + 1
+        return np.dstack([self._ring[slot], middle, oldest])
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def pack_sequence(frames: Sequence[np.ndarray], spacing: int) -> list[np.ndarray]:
+    """Pack the frames of one stream, in order (see `FramePacker`)."""
+    packer = FramePacker(spacing)
+    return [packer.push(f) for f in frames]
 
 
 class FeatureScaler:
@@ -149,6 +207,27 @@ class Preprocessor:
         window = spec.get("window") or {}
         self.window_length = int(window.get("length", 0)) or None
         self.window_stride = int(window.get("stride", 1))
+        self.pack: Optional[dict[str, Any]] = (spec.get("image") or {}).get("pack") if self.image else None
+        if self.pack is not None:
+            if not isinstance(self.pack, dict) or "spacing" not in self.pack:
+                raise EdgeanomError(
+                    f'bundle {bundle.path}: preprocess.image.pack must be {{"frames": 3, "spacing": S}}, '
+                    f"got {self.pack!r}"
+                )
+            if self.image is not None and self.image.color != "rgb":
+                raise EdgeanomError(
+                    f"bundle {bundle.path}: preprocess.image.pack needs color 'rgb', got {self.image.color!r}"
+                )
+            self.new_packer()  # validates frames and spacing
+
+    def new_packer(self) -> Optional[FramePacker]:
+        """A fresh FramePacker for one stream when the bundle packs frames (preprocess.image.pack), else None.
+
+        Frames of a stream go through `packer.push` in order before this Preprocessor; one packer per stream.
+        """
+        if self.pack is None:
+            return None
+        return FramePacker(self.pack["spacing"], self.pack.get("frames", 3))
 
     def __call__(self, batch: Any) -> np.ndarray:
         """Images: a list of frames. Windows: (N, T, C) raw values. Vectors: (N, F) raw values."""

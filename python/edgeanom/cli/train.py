@@ -10,7 +10,7 @@ import typer
 from edgeanom.cli._common import handle_errors
 from edgeanom.errors import EdgeanomError
 
-_MODELS = "dense-ae, vae (vectors); conv-ae, conv-vae (images); window-ae, lstm-ae (sensor windows); deep-svdd (any); iforest, lof, ocsvm (baselines)"
+_MODELS = "dense-ae, vae (vectors); conv-ae, conv-vae (images); window-ae, lstm-ae (sensor windows); frame-pred (video, with --frame-pack); deep-svdd (any); iforest, lof, ocsvm (baselines)"
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +34,7 @@ def train(
         typer.Option(
             "--model",
             "-m",
-            help=f"Model type: {_MODELS}. Default: conv-ae / window-ae / dense-ae by data kind.",
+            help=f"Model type: {_MODELS}. Default: conv-ae / window-ae / dense-ae by data kind (frame-pred with --frame-pack).",
         ),
     ] = None,
     out: Annotated[
@@ -75,6 +75,16 @@ def train(
     ] = None,
     frame_step: Annotated[
         Optional[int], typer.Option("--frame-step", help="Use every N-th frame of videos/captures.")
+    ] = None,
+    frame_pack: Annotated[
+        Optional[int],
+        typer.Option(
+            "--frame-pack",
+            help="Video models: pack the grey frames t-2S, t-S, t of each video/camera as the channels of "
+            "one RGB frame (causal; recorded in the bundle, so run and eval pack the same way). "
+            "Default model then: frame-pred.",
+            metavar="S",
+        ),
     ] = None,
     input_kind: Annotated[
         Optional[str],
@@ -245,6 +255,7 @@ def train(
         "input_kind": "window" if sensor is not None and input_kind is None else input_kind,
         "max_frames": max_frames,
         "frame_step": frame_step,
+        "frame_pack": frame_pack,
         "val_data": val_data,
         "val_labels": val_labels,
         "progress": False if quiet else None,

@@ -1,7 +1,8 @@
 """`evaluate_bundle`: score labelled data through the deployed path and write a quality report.
 
 Raw samples go through `Preprocessor(bundle)` -> `OnnxRuntimeRunner(bundle.onnx_path)` -> `Scorer(bundle)`
-(the C++ core), exactly what `run` does on the device, so the numbers describe the deployed model.
+(the C++ core), exactly what `run` does on the device, so the numbers describe the deployed model. Bundles that
+pack frames (preprocess.image.pack) get each video / frame folder packed in order, like a `run` stream.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def _score_images(bundle: Bundle, runner: Any, source: Any, labels: Any, batch_s
         records = loaders.memory_frames(list(source), labels)
         skipped = None
     pre, scorer = Preprocessor(bundle), Scorer(bundle)
+    if pre.pack is not None:  # video models: each video / frame folder packed causally, as `run` does
+        records = loaders.packed_records(records, int(pre.pack["spacing"]))
     scores: list[np.ndarray] = []
     y: list[int] = []
     classes: list[Optional[str]] = []

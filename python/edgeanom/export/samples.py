@@ -149,10 +149,12 @@ def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, O
     from edgeanom.train import data as loaders
 
     folder = loaders.ImageSource(path, labels=labels)
-    records = list(folder)
+    pre = Preprocessor(bundle)
+    pack = pre.pack  # video models: frames packed per sequence, as run / eval do
+    records = list(folder if pack is None else loaders.packed_records(folder, int(pack["spacing"])))
     if not records:
         raise EdgeanomError(f"{path}: no readable images or video frames")
-    x = np.array(Preprocessor(bundle)([r.frame for r in records]), copy=True)
+    x = np.array(pre([r.frame for r in records]), copy=True)
     y = np.array([int(r.label or 0) for r in records], dtype=np.int8) if folder.labelled else None
     return x, y
 

@@ -128,10 +128,13 @@ class Pipeline:
             image = self.preprocessor.image
             assert image is not None
             shape = (1, *image.sample_shape)
+            packer = self.preprocessor.new_packer()  # video models: this stream's own frame history
 
             def to_tensor(frame: np.ndarray) -> np.ndarray:
                 # The bundle's own preprocessing, run here on the capture thread so it overlaps inference.
-                return image([frame], out=np.empty(shape, dtype=np.float32))[0]
+                # Sinks still get the captured frame; only the model input is packed.
+                model_frame = frame if packer is None else packer.push(frame)
+                return image([model_frame], out=np.empty(shape, dtype=np.float32))[0]
 
             return FrameSampler(to_tensor, self.config.keep_frames)
         spec = self.bundle.preprocess

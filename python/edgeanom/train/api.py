@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,6 +28,7 @@ from edgeanom.train.config import TrainOptions, build_options, resolve_threads
 from edgeanom.train.models import BASELINES, DEFAULT_MODEL, model_kinds
 from edgeanom.train.prepare import (
     Prepared,
+    frame_pack_spacing,
     prepare_images,
     prepare_vectors,
     prepare_windows,
@@ -34,6 +36,7 @@ from edgeanom.train.prepare import (
 )
 
 KINDS = ("image", "window", "vector")
+FRAME_MODEL = "frame-pred"  # the default model when frames are packed (--frame-pack)
 
 
 def train_bundle(
@@ -54,13 +57,18 @@ def train_bundle(
     `frames` (list of BGR uint8 arrays), `table` (array or DataFrame of rows) or `series` ((T, C) array or
     DataFrame). `labels` (1 = anomaly) mark known anomalies, which are held out of training and used for
     calibration. Options are TrainOptions fields (epochs, batch_size, lr, image_size, color, window,
-    stride, scaler, threshold, val_fraction, seed, device, loss, ...); other keywords are model
+    stride, scaler, threshold, val_fraction, seed, device, loss, frame_pack, ...); other keywords are model
     hyper-parameters (e.g. latent=10, beta=0.1). `config` is a YAML file whose values the keywords override.
+    `frame_pack=S` packs each sequence's grey frames t-2S, t-S, t as the channels of one RGB frame (causal,
+    recorded as preprocess.image.pack) and makes `frame-pred` the default model; `frames=` is one sequence.
     """
     opts = build_options(config, model=model, out=None if out is None else str(out), **options)
     loaders.single_source(data=data, frames=frames, table=table, series=series)
     kind = _input_kind(opts, data, frames, table, series)
-    model_type = opts.model or DEFAULT_MODEL[kind]
+    packing = frame_pack_spacing(opts) > 0
+    if packing and kind != "image":
+        raise EdgeanomError(f"--frame-pack packs video frames, but the data are {kind}s")
+    model_type = opts.model or (FRAME_MODEL if packing else DEFAULT_MODEL[kind])
     if kind not in model_kinds(model_type):
         raise EdgeanomError(
             f"model {model_type!r} takes {' or '.join(model_kinds(model_type))} input, the data are {kind}s"
@@ -105,18 +113,46 @@ def _load_tables(source: Any, opts: TrainOptions, labels: Any, detect_time: bool
 
 
 def _image_records(source: Any, labels: Any, opts: TrainOptions) -> tuple[Any, bool, str, Any]:
-    """(records, ordered, description, skipped-list getter) for a path or a list of frames."""
+    """(records, ordered, description, skipped-list getter) for a path or a list of frames.
+
+    With --frame-pack every frame is packed (per sequence) before --frame-step / --max-frames pick the ones
+    to keep, so the spacing counts source frames, as it does in `run` and `eval`.
+    """
+    spacing = frame_pack_spacing(opts)
+    step = max(1, int(opts.frame_step))
     if isinstance(source, (str, os.PathLike)):
         folder = loaders.ImageSource(
-            source, labels=labels, frame_step=opts.frame_step, max_frames=opts.max_frames
+            source,
+            labels=labels,
+            frame_step=1 if spacing else step,
+            max_frames=None if spacing else opts.max_frames,
         )
-        return folder, folder.ordered, str(source), lambda: folder.skipped
-    step = max(1, int(opts.frame_step))
+        if not spacing:
+            return folder, folder.ordered, str(source), lambda: folder.skipped
+        packed = loaders.packed_records(folder, spacing)
+        return _keep_every(packed, step, opts.max_frames), True, str(source), lambda: folder.skipped
+    if spacing:
+        packed = loaders.packed_records(loaders.memory_frames(list(source), labels), spacing)
+        return _keep_every(packed, step, opts.max_frames), True, "frames", list
     frames = list(source)[::step]
     y = None if labels is None else list(labels)[::step]
     if opts.max_frames is not None:
         frames, y = frames[: int(opts.max_frames)], None if y is None else y[: int(opts.max_frames)]
     return loaders.memory_frames(frames, y), True, "frames", list
+
+
+def _keep_every(
+    records: Iterator[loaders.FrameRecord], step: int, max_frames: Optional[int]
+) -> Iterator[loaders.FrameRecord]:
+    """Every `step`-th frame of each sequence, at most `max_frames` in all (stops reading after the last)."""
+    kept = 0
+    for rec in records:
+        if rec.position % step:
+            continue
+        yield rec
+        kept += 1
+        if max_frames is not None and kept >= int(max_frames):
+            return
 
 
 def _prepare(

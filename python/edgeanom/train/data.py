@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -275,6 +275,29 @@ def memory_frames(frames: Sequence[np.ndarray], labels: Any = None) -> Iterator[
         raise EdgeanomError(f"labels: {y.size} labels for {len(frames)} frames")
     for i, frame in enumerate(frames):
         yield FrameRecord(np.asarray(frame), f"frame#{i}", "frames", i, i, None if y is None else int(y[i]))
+
+
+def packed_records(records: Iterable[FrameRecord], spacing: int) -> Iterator[FrameRecord]:
+    """Records with each frame packed with its sequence's past frames (`edgeanom.preprocess.FramePacker`).
+
+    One packer per sequence (video, frame folder), so packing never mixes clips; records of a sequence must
+    arrive in order, as `ImageSource` and `memory_frames` give them. Labels and names are kept.
+    """
+    from edgeanom.preprocess import FramePacker
+
+    packers: dict[str, tuple[FramePacker, list[int]]] = {}
+    for rec in records:
+        if rec.sequence not in packers:
+            packers[rec.sequence] = (FramePacker(spacing), [-1])
+        packer, last = packers[rec.sequence]
+        if rec.position <= last[0]:
+            raise EdgeanomError(
+                f"{rec.name}: frame {rec.position} of sequence '{rec.sequence}' came after frame {last[0]}; "
+                "frame packing needs each sequence in order"
+            )
+        last[0] = rec.position
+        rec.frame = packer.push(rec.frame)
+        yield rec
 
 
 def is_gray_content(frames: Sequence[np.ndarray]) -> bool:

@@ -69,6 +69,22 @@ def image_size(value: Any) -> tuple[int, int]:
 
 
 # --- images -----------------------------------------------------------------------------------------------
+def frame_pack_spacing(opts: TrainOptions) -> int:
+    """The --frame-pack spacing S (0 = off), checked against the other image options."""
+    value = opts.frame_pack
+    try:
+        spacing = int(value or 0)
+    except (TypeError, ValueError):
+        raise EdgeanomError(f"--frame-pack must be a whole number of frames, got {value!r}") from None
+    if spacing < 0:
+        raise EdgeanomError(f"--frame-pack must be >= 1 (0: off), got {spacing}")
+    if spacing and opts.color not in ("auto", "rgb"):
+        raise EdgeanomError(
+            f"--frame-pack packs three grey frames as the RGB channels: use --color rgb (or auto), not {opts.color!r}"
+        )
+    return spacing
+
+
 def preprocess_frames(
     records: Iterable[FrameRecord], size: tuple[int, int], color: str
 ) -> tuple[np.ndarray, list[FrameRecord], str]:
@@ -108,8 +124,9 @@ def prepare_images(
     records: Iterable[FrameRecord], ordered: bool, opts: TrainOptions, source: str, skipped: Any
 ) -> Prepared:
     size = image_size(opts.image_size)
+    spacing = frame_pack_spacing(opts)
     try:
-        x, recs, color = preprocess_frames(records, size, opts.color)
+        x, recs, color = preprocess_frames(records, size, "rgb" if spacing else opts.color)
     except EdgeanomError as exc:
         if str(exc) != "no frames could be decoded":
             raise
@@ -144,7 +161,11 @@ def prepare_images(
         val_x=x[normal[va]],
         val_anomalous_x=x[anomalous] if anomalous.size else None,
         preprocess={
-            "image": {"size": [h, w], "color": color},
+            "image": {
+                "size": [h, w],
+                "color": color,
+                **({"pack": {"frames": 3, "spacing": spacing}} if spacing else {}),
+            },
             "scaler": None,
             "window": None,
             "columns": None,
