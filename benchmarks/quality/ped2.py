@@ -10,9 +10,14 @@ ONNX, then score every test frame through OpenCV decode -> bundle `Preprocessor`
 - pooled AUROC after per-video min-max normalisation (non-causal: uses the whole video, as many papers do;
   for comparison only).
 
+`--temporal S` packs grey frames t-2S, t-S, t into one frame's colour channels (past frames only) and trains
+`frame-pred`, which predicts frame t from the two older ones; its error map is the prediction error.
+
 Settings (image size, epochs, EWMA alpha) are fixed in advance; the test set is only scored once.
 
     python benchmarks/quality/ped2.py [--data ../shared/data/ucsd_ped2] [--epochs 12]
+    python benchmarks/quality/ped2.py --temporal 2 --epochs 8 --batch-size 16 --out ped2_temporal \
+        --work build/quality/ped2_temporal
 """
 
 from __future__ import annotations
