@@ -101,6 +101,11 @@ class FramePacker:
         self._ring: Optional[np.ndarray] = None  # (2s + 1, H, W) uint8 grey history
         self._count = 0  # frames pushed since the stream (re)started
 
+    @property
+    def warm(self) -> bool:
+        """Whether the newest packed frame has a real past (2s earlier frames), not a repeated first frame."""
+        return self._count > 2 * self.spacing
+
     def reset(self) -> None:
         """Forget the history: the next frame starts a new stream."""
         self._ring = None

@@ -87,7 +87,7 @@ class Channel:
 class FrameSampler:
     """Raw BGR frames -> model input tensors (one per frame), keeping the original frame when asked."""
 
-    def __init__(self, convert: Callable[[np.ndarray], np.ndarray], keep_frames: bool) -> None:
+    def __init__(self, convert: Callable[[np.ndarray], Optional[np.ndarray]], keep_frames: bool) -> None:
         self.convert = convert
         self.keep_frames = keep_frames
 
@@ -100,6 +100,8 @@ class FrameSampler:
             raise CorruptInput(f"frame {read_index}: {exc} (shape {getattr(raw, 'shape', None)})") from None
         except Exception as exc:  # cv2.error for frames OpenCV cannot convert
             raise CorruptInput(f"frame {read_index}: cannot convert ({type(exc).__name__})") from None
+        if data is None:  # the stream's preprocessing is still warming up (frame packing)
+            return []
         return [(read_index, data, raw if self.keep_frames else None)]
 
 

@@ -130,10 +130,16 @@ class Pipeline:
             shape = (1, *image.sample_shape)
             packer = self.preprocessor.new_packer()  # video models: this stream's own frame history
 
-            def to_tensor(frame: np.ndarray) -> np.ndarray:
+            def to_tensor(frame: np.ndarray) -> Optional[np.ndarray]:
                 # The bundle's own preprocessing, run here on the capture thread so it overlaps inference.
-                # Sinks still get the captured frame; only the model input is packed.
-                model_frame = frame if packer is None else packer.push(frame)
+                # Sinks still get the captured frame; only the model input is packed. Until a packed stream
+                # has its 2s frames of past there is no motion to predict from (the past repeats the first
+                # frame), so like a window model before its window fills, it emits no sample yet.
+                model_frame = frame
+                if packer is not None:
+                    model_frame = packer.push(frame)
+                    if not packer.warm:
+                        return None
                 return image([model_frame], out=np.empty(shape, dtype=np.float32))[0]
 
             return FrameSampler(to_tensor, self.config.keep_frames)
