@@ -284,16 +284,6 @@ def test_skab_script_end_to_end_on_generated_files(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- temporal packing
-def test_pack_frames_gives_oldest_to_newest_channels_after_rgb_preprocessing() -> None:
-    from edgeanom.preprocess import ImagePreprocessor
-
-    frames = [np.full((8, 12, 3), 10 * (i + 1), np.uint8) for i in range(5)]
-    packed = common.pack_frames(frames, 1)
-    x = ImagePreprocessor((8, 12), "rgb")(packed)
-    got = np.rint(x[:, :, 0, 0] * 255).astype(int)
-    np.testing.assert_array_equal(got, [[10, 10, 10], [10, 10, 20], [10, 20, 30], [20, 30, 40], [30, 40, 50]])
-
-
 def test_frame_pred_copies_past_and_exports_to_onnx(tmp_path: Path) -> None:
     import onnxruntime as ort
     import torch

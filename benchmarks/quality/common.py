@@ -157,20 +157,6 @@ def ped2_labels(labels_file: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def pack_frames(frames: Sequence[np.ndarray], spacing: int) -> list[np.ndarray]:
-    """Pack grey frames t-2s, t-s, t into the R, G, B channels of one BGR frame (causal: past frames only; the
-    first frames repeat frame 0). After the bundle's RGB preprocessing the channels are oldest -> newest, the
-    layout the `frame-pred` model expects; on a camera this is a 3-frame ring buffer in front of `run`."""
-    import cv2
-
-    grey = [f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-    out = []
-    for i in range(len(grey)):
-        oldest, middle = grey[max(i - 2 * spacing, 0)], grey[max(i - spacing, 0)]
-        out.append(np.dstack([grey[i], middle, oldest]))  # B = newest, G = middle, R = oldest
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- MVTec AD
 @dataclass
 class LabelledImage:

@@ -10,7 +10,8 @@ ONNX, then score every test frame through OpenCV decode -> bundle `Preprocessor`
 - pooled AUROC after per-video min-max normalisation (non-causal: uses the whole video, as many papers do;
   for comparison only).
 
-`--temporal S` packs grey frames t-2S, t-S, t into one frame's colour channels (past frames only) and trains
+`--temporal S` packs grey frames t-2S, t-S, t into one frame's colour channels with the runtime's causal
+`FramePacker` (one per video, past frames only; recorded as preprocess.image.pack) and trains
 `frame-pred`, which predicts frame t from the two older ones; its error map is the prediction error.
 
 Settings (image size, epochs, EWMA alpha) are fixed in advance; the test set is only scored once.
@@ -83,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def score_videos(
     bundle: Any, onnx_file: Path, videos: dict[str, list[np.ndarray]], threads: int, batch: int = 32
 ) -> tuple[dict[str, np.ndarray], float]:
-    """Deployed-path scores per video and milliseconds per frame at this batch size."""
+    """Deployed-path scores per video and milliseconds per frame at this batch size. Bundles that pack frames
+    get raw frames packed per video by the runtime's causal `FramePacker` (`score_arrays(pack=True)`)."""
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
     from edgeanom.inference import score_arrays
 
@@ -92,7 +94,7 @@ def score_videos(
     with OnnxRuntimeRunner(onnx_file, providers=["CPUExecutionProvider"], intra_op_threads=threads) as runner:
         for vid, frames in videos.items():
             t0 = time.perf_counter()
-            out[vid] = score_arrays(bundle, runner, frames, batch).scores.astype(np.float64)
+            out[vid] = score_arrays(bundle, runner, frames, batch, pack=True).scores.astype(np.float64)
             seconds += time.perf_counter() - t0
             n += len(frames)
     return out, 1000.0 * seconds / max(n, 1)
@@ -154,15 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: {root}/labels.json: video {vid} has {len(frames)} frames, labels disagree"
             )
     if args.temporal:
-        import edgeanom.train.models_quality  # noqa: F401  (registers frame-pred)
+        from edgeanom.preprocess import FramePacker
 
         s = args.temporal
-        train_frames = [
-            f
-            for v in train_videos.values()
-            for f in common.pack_frames(common.read_images(v), s)[2 * s :: args.frame_step]
-        ]
-        test_frames = {v: common.pack_frames(common.read_images(p), s) for v, p in test_videos.items()}
+        train_frames = []
+        for paths in train_videos.values():  # one causal packer per training video, as `run` does per stream
+            packer = FramePacker(s)
+            train_frames += [packer.push(f) for f in common.read_images(paths)][2 * s :: args.frame_step]
+        test_frames = {v: common.read_images(p) for v, p in test_videos.items()}  # packed while scoring
         model = "frame-pred" if args.model == "conv-ae" else args.model
         color, params = "rgb", {"width": args.unet_width}
     else:
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         params=params,
     )
     train_s = float(bundle.meta["model"]["train"]["seconds"])
+    if args.temporal:  # record the packing, so eval/run/export pack raw frames the same way
+        bundle.meta["preprocess"]["image"]["pack"] = {"frames": 3, "spacing": args.temporal}
+        bundle.save()
     t0 = time.perf_counter()
     export_bundle(args.work, ExportOptions(fp16=True, fused=True, seed=args.seed))
     export_s = time.perf_counter() - t0
