@@ -233,6 +233,8 @@ def test_fused_map_scores_match_the_core_path(trained: dict, data: dict, tmp_pat
     with OnnxRuntimeRunner(bundle_dir / "model.onnx", providers=["CPUExecutionProvider"]) as runner:
         recon = runner.infer(x)["reconstruction"]
     maps = scoring.error_map(x, recon, blur_sigma=sigma)
+    norm = bundle.score["map"]["normalize"]  # train's default: blur first, then the per-pixel z-score
+    maps = (maps - np.load(bundle_dir / norm["mean"])) * np.load(bundle_dir / norm["scale"])
     assert fused.maps is not None and compare(maps, fused.maps)[1] < 1e-5
 
 

@@ -118,7 +118,9 @@ def test_image_bundle_skips_corrupt_files_and_detects_defects(tmp_path, image_da
         "size": [32, 32],
         "color": "gray",
     }
-    assert meta["score"]["map"] == {"blur_sigma": 0.5, "mode": "topk_mean", "k": 10}
+    score_map = dict(meta["score"]["map"])
+    assert score_map.pop("normalize")["mean"] == "map_mean.npy"  # on by default (test_train_map_norm.py)
+    assert score_map == {"blur_sigma": 0.5, "mode": "topk_mean", "k": 10}
     report = evaluate_bundle(bundle.path, image_data / "test", report_dir=tmp_path / "report")
     assert report["auroc"] > 0.9, report
     assert report["per_class"]["scratch"]["auroc_vs_normal"] == pytest.approx(report["auroc"])

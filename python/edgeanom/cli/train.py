@@ -149,6 +149,14 @@ def train(
             "--topk", help="Image score = mean of the k largest error-map pixels (default 1% of pixels)."
         ),
     ] = None,
+    map_normalize: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--map-normalize/--no-map-normalize",
+            help="Images: z-score the blurred error map per pixel by its mean and std over the training "
+            "images before the top-k score (default on; helps aligned objects and fixed cameras).",
+        ),
+    ] = None,
     scaler: Annotated[
         Optional[str],
         typer.Option("--scaler", help="minmax or standard (default minmax for vae, standard otherwise)."),
@@ -244,6 +252,7 @@ def train(
         "color": color,
         "blur_sigma": blur_sigma,
         "topk": topk,
+        "map_normalize": map_normalize,
         "scaler": scaler,
         "columns": columns,
         "ignore_columns": ignore_columns,
@@ -312,6 +321,14 @@ def print_summary(bundle: Any) -> None:
         table.add_row(
             "training",
             f"best epoch {train['best_epoch']}/{train['epochs_run']}{note}, val loss {train['best_val_loss']:.5g}, {train['seconds']:.1f} s",
+        )
+    score_map = (meta.get("score") or {}).get("map")
+    if score_map:
+        norm = score_map.get("normalize")
+        table.add_row(
+            "map score",
+            f"blur sigma {score_map['blur_sigma']:g}, {score_map['mode']} k={score_map['k']}, "
+            + (f"normalised per pixel ({norm.get('n_maps', '?')} training maps)" if norm else "raw"),
         )
     table.add_row(
         "threshold",

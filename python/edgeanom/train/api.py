@@ -1,10 +1,11 @@
 """`train_bundle`: normal data in, a calibrated model bundle out (the function behind `edgeanom train`).
 
 Steps: load data -> hold out validation -> preprocess with the deployed pipeline -> train (torch) or fit
-(scikit-learn) -> export FP32 ONNX -> score held-out data through ONNX Runtime and the C++ scorer ->
-calibrate the threshold -> keep a capped sample of held-out and training inputs (holdout.npz, for export's
-parity checks) -> write the bundle. Everything is written to a staging folder first and moved into
-place at the end (bundle.json last), so an existing bundle is never left half-overwritten.
+(scikit-learn) -> export FP32 ONNX -> (images) per-pixel statistics of the training images' error maps
+(map_norm.py) -> score held-out data through ONNX Runtime and the C++ scorer -> calibrate the threshold ->
+keep a capped sample of held-out and training inputs (holdout.npz, for export's parity checks) -> write the
+bundle. Everything is written to a staging folder first and moved into place at the end (bundle.json last),
+so an existing bundle is never left half-overwritten.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def train_bundle(
     `frames` (list of BGR uint8 arrays), `table` (array or DataFrame of rows) or `series` ((T, C) array or
     DataFrame). `labels` (1 = anomaly) mark known anomalies, which are held out of training and used for
     calibration. Options are TrainOptions fields (epochs, batch_size, lr, image_size, color, window,
-    stride, scaler, threshold, val_fraction, seed, device, loss, frame_pack, ...); other keywords are model
-    hyper-parameters (e.g. latent=10, beta=0.1). `config` is a YAML file whose values the keywords override.
+    stride, scaler, threshold, val_fraction, seed, device, loss, frame_pack, map_normalize, ...); other
+    keywords are model hyper-parameters (e.g. latent=10, beta=0.1). `config` is a YAML file whose values the keywords override.
     `frame_pack=S` packs each sequence's grey frames t-2S, t-S, t as the channels of one RGB frame (causal,
     recorded as preprocess.image.pack) and makes `frame-pred` the default model; `frames=` is one sequence.
     """
@@ -377,7 +378,11 @@ def _fit_baseline(
 
 
 def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
-    """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics."""
+    """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics.
+
+    Image bundles with a map score first get per-pixel map normalisation from the training images
+    (`map_normalize`, on by default), so the threshold is calibrated on normalised scores.
+    """
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
     from edgeanom.inference import score_arrays
 
@@ -385,6 +390,10 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
     with OnnxRuntimeRunner(
         bundle.onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=_threads(opts), spin_wait=False
     ) as runner:
+        if opts.map_normalize and (bundle.meta["score"] or {}).get("map"):
+            from edgeanom.train.map_norm import fit_map_normalisation
+
+            fit_map_normalisation(bundle, runner, prepared.train_x, batch_size=batch, seed=int(opts.seed))
         normal = score_arrays(bundle, runner, prepared.val_x, batch, preprocessed=True).scores
         anomalous = (
             score_arrays(bundle, runner, prepared.val_anomalous_x, batch, preprocessed=True).scores

@@ -38,6 +38,7 @@ class TrainOptions:
     blur_sigma: Optional[float] = None  # default: 2 * min(H, W) / 128
     map_mode: str = "topk_mean"
     topk: Optional[int] = None  # default: 1% of the pixels
+    map_normalize: bool = True  # z-score the blurred map per pixel by its training statistics (map_norm.py)
     # tables and series
     scaler: Optional[str] = None  # minmax | standard (default: minmax for vae, standard otherwise)
     columns: Optional[list[str]] = None
