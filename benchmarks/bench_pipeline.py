@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeanom.bundle import Bundle, load_bundle
+from edgeanom.demo import read_video
 
 SIZE = 128
 VIDEO_SIDE = 320
@@ -74,17 +75,7 @@ def make_video(path: Path, frames: int) -> Path:
 
 
 def decoded_frames(video: Path, count: int) -> list[np.ndarray]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while len(out) < count:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
+    return read_video(video, limit=count)
 
 
 def backend_alone(

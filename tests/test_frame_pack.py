@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from edgeanom.bundle import Bundle, load_bundle
 from edgeanom.cli.main import app
-from edgeanom.demo import write_video
+from edgeanom.demo import read_video, write_video
 from edgeanom.errors import EdgeanomError
 from edgeanom.preprocess import FramePacker, Preprocessor, pack_sequence
 
@@ -127,15 +127,7 @@ def _pattern_frames(n: int, seed: int, anomaly: Optional[tuple[int, int]] = None
 
 
 def _decode(video: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    return read_video(video)
 
 
 @pytest.fixture(scope="module")

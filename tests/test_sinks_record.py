@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from _sinks_common import alarm_sequence, make_result
+from edgeanom.demo import read_video
 from edgeanom.errors import EdgeanomError
 from edgeanom.runtime.sinks.record import VideoRecorder
 
@@ -14,16 +15,7 @@ SIZE = (180, 240)  # H, W: large enough that annotate() does not enlarge it
 
 
 def _decode(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"OpenCV cannot open {path}"
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    return read_video(path)
 
 
 def _border_is_red(frame: np.ndarray) -> bool:

@@ -122,6 +122,25 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path
     return path
 
 
+def read_video(path: Path, limit: Optional[int] = None) -> list[np.ndarray]:
+    """Decode a video file's frames (BGR uint8) with OpenCV, at most `limit` of them."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise EdgeanomError(f"OpenCV cannot open video '{path}'")
+    frames: list[np.ndarray] = []
+    try:
+        while limit is None or len(frames) < limit:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        cap.release()
+    return frames
+
+
 def sensor_series(
     rows: int = 2000,
     channels: int = 3,
