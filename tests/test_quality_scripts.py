@@ -207,14 +207,6 @@ def test_write_results_round_trip(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- map normalisation
-def test_map_statistics_floor() -> None:
-    maps = np.zeros((4, 2, 3), np.float32)
-    maps[:, 0, 0] = [1.0, 3.0, 1.0, 3.0]
-    mean, scale = common.map_statistics(maps, floor=0.5)
-    assert mean[0, 0] == pytest.approx(2.0) and mean[1, 2] == 0.0
-    overall = float(maps.astype(np.float64).std())
-    assert scale[0, 0] == pytest.approx(1.0 / (1.0 + 0.5 * overall), rel=1e-6)
-    assert scale[1, 2] == pytest.approx(1.0 / (0.5 * overall), rel=1e-6)  # constant pixel: floor only
 
 
 def test_scorer_applies_map_normalisation(tmp_path: Path) -> None:

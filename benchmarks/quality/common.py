@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeanom.jsonutil import to_jsonable
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_ROOT = Path(os.environ.get("EDGEANOM_DATA", REPO_ROOT.parent / "shared" / "data"))
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "quality"
@@ -250,7 +252,7 @@ def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULT
     results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / f"{name}.json"
     tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+    tmp.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n")
     tmp.replace(target)
     return target
 
@@ -271,68 +273,3 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
     return str(v)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-# ---------------------------------------------------------------------------------------------- map statistics
-MAP_MEAN_FILE = "map_mean.npy"
-MAP_SCALE_FILE = "map_scale.npy"
-
-
-def map_statistics(maps: np.ndarray, floor: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel mean and 1/std of normal blurred error maps [N, H, W]. The std gets a floor of `floor` times
-    the overall std, so pixels that never err (constant background) cannot blow up."""
-    maps = np.asarray(maps, dtype=np.float64)
-    mean = maps.mean(axis=0)
-    std = maps.std(axis=0) + floor * float(maps.std())
-    return mean.astype(np.float32), (1.0 / std).astype(np.float32)
-
-
-def add_map_normalisation(
-    bundle_dir: Path, frames: Sequence[np.ndarray], threads: int, batch: int = 16
-) -> dict[str, Any]:
-    """Give an image bundle per-pixel error-map normalisation (`score.map.normalize`) from normal `frames`.
-
-    The maps come from the deployed path (bundle preprocessing -> ONNX Runtime -> C++ error map and blur);
-    the threshold is re-calibrated at the same percentile on the bundle's held-out normal samples.
-    """
-    from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
-    from edgeanom.bundle import load_bundle
-    from edgeanom.inference import score_arrays
-    from edgeanom.train.calibrate import calibrate
-    from edgeanom.train.holdout import load_holdout
-
-    bundle = load_bundle(bundle_dir)
-    spec = dict(bundle.meta["score"]["map"])
-    spec.pop("normalize", None)
-    bundle.meta["score"]["map"] = spec
-    with OnnxRuntimeRunner(
-        bundle.onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=threads
-    ) as runner:
-        maps = score_arrays(bundle, runner, list(frames), batch, keep_maps=True).maps
-        mean, scale = map_statistics(maps)
-        np.save(bundle.path / MAP_MEAN_FILE, mean)
-        np.save(bundle.path / MAP_SCALE_FILE, scale)
-        spec["normalize"] = {"mean": MAP_MEAN_FILE, "scale": MAP_SCALE_FILE}
-        holdout = load_holdout(bundle)
-        method = str(bundle.meta["threshold"].get("method", "percentile:99"))
-        if holdout is not None and holdout.n_normal:
-            scores = score_arrays(bundle, runner, holdout.normal, batch, preprocessed=True).scores
-            bundle.meta["threshold"] = calibrate(method, scores).to_json()
-    bundle.save()
-    return {"n_frames": len(frames), "floor": 1e-3, "threshold": bundle.meta["threshold"]["value"]}
