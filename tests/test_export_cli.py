@@ -170,3 +170,36 @@ def test_missing_checkpoint_unknown_schema_and_missing_bundle(bundle: Path, tmp_
 def test_bad_data_path_is_named(bundle: Path, tmp_path: Path) -> None:
     result = cli.invoke(app, ["export", str(bundle), "--data", str(tmp_path / "missing-folder")])
     assert result.exit_code == 2 and "missing-folder' does not exist" in result.output
+
+
+def test_torch_backend_scores_a_fused_bundle_like_the_fused_engine(bundle: Path, tmp_path: Path) -> None:
+    """After a fused export, the PyTorch reference (which has no fused outputs) still scores through the C++
+    core from the input, and agrees with ONNX Runtime's fused score/map outputs."""
+    from edgeanom.demo import write_video
+
+    assert cli.invoke(app, ["export", str(bundle)]).exit_code == 0
+    assert json.loads((bundle / "bundle.json").read_text())["onnx"]["fused"]
+    rng = np.random.default_rng(1)
+    video = write_video(
+        tmp_path / "clip.avi", [(100 + 40 * rng.random((32, 32, 3))).astype(np.uint8) for _ in range(6)]
+    )
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        events = tmp_path / f"{backend}.jsonl"
+        args = [
+            "run",
+            "-m",
+            str(bundle),
+            "--video",
+            str(video),
+            "--backend",
+            backend,
+            "--events",
+            str(events),
+        ]
+        result = cli.invoke(app, [*args, "--status-interval", "0"])
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in events.read_text().splitlines()]
+        scores[backend] = [r["score"] for r in lines if r["kind"] == "sample"]
+    assert len(scores["torch"]) == 6
+    np.testing.assert_allclose(scores["torch"], scores["onnxruntime"], rtol=1e-4)

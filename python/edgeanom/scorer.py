@@ -8,6 +8,7 @@ This is the one place that decides how a sample's score is computed, for eval, r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
 
@@ -43,12 +44,18 @@ class Scorer:
         self.fused_map = fused.get("error_map")
         self.map_mean, self.map_scale = _map_normalisation(bundle, self.map)
 
-    @property
-    def wants_input(self) -> bool:
-        """Whether scoring needs the preprocessed input (False when the engine's fused output suffices)."""
+    def needs_input(self, output_names: Iterable[str]) -> bool:
+        """Whether scoring these outputs needs the preprocessed input too.
+
+        Not when the runner handed back the fused score/map the bundle's engine provides; a runner that
+        does not produce them (the PyTorch reference, an un-fused ONNX) needs the input for the C++ core.
+        """
+        names = set(output_names)
         if self.map:
-            return self.fused_map is None
-        return self.fused_score is None and self.center is None and self.output_name != "score"
+            return not (self.fused_map and self.fused_map in names)
+        if self.fused_score and self.fused_score in names:
+            return False
+        return self.center is None and self.output_name != "score"
 
     def __call__(self, x: Optional[np.ndarray], outputs: dict[str, np.ndarray]) -> ScoreResult:
         if self.map:

@@ -219,7 +219,6 @@ def measure_config(
     pre = Preprocessor(bundle)
     scorer = Scorer(bundle)
     staged = staged_torch_infer(runner) if config.backend == "torch" else None
-    use_input = scorer.wants_input
 
     def iteration(rec: Optional[StageSamples]) -> None:
         t0 = time.perf_counter_ns()
@@ -234,7 +233,7 @@ def measure_config(
             outputs = runner.infer(x)
             device_ms = _runner_timings(runner)
         t3 = time.perf_counter_ns()
-        scorer(x if use_input else None, outputs)
+        scorer(x if scorer.needs_input(outputs) else None, outputs)
         t4 = time.perf_counter_ns()
         if rec is None:
             return

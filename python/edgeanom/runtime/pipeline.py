@@ -356,7 +356,7 @@ class Pipeline:
         for i, (_sid, item) in enumerate(taken):
             self._fill(item.data, x[i])
         outputs = self.runner.infer(x)
-        scored = self.scorer(x if self.scorer.wants_input else None, outputs)
+        scored = self.scorer(x if self.scorer.needs_input(outputs) else None, outputs)
         scores = np.asarray(scored.scores, dtype=np.float32).reshape(-1)
         if scores.shape[0] != n:
             raise EdgeanomError(f"the model returned {scores.shape[0]} scores for a batch of {n}")
