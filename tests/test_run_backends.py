@@ -57,6 +57,8 @@ def test_bad_backend_and_precision_requests_are_clear(bundle: Bundle) -> None:
         open_runner(bundle, "onnxruntime", precision="fp16")
     with pytest.raises(EdgeanomError, match="int8 needs the TensorRT backend"):
         open_runner(bundle, "onnxruntime", precision="int8")
+    with pytest.raises(EdgeanomError, match="torch backend is the FP32 reference path; fp16"):
+        open_runner(bundle, "torch", precision="fp16")
 
 
 def test_fixed_batch_model_caps_the_pipeline_batch(tmp_path: Path) -> None:

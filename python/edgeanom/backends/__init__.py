@@ -60,6 +60,12 @@ def open_runner(
     if backend == "torch":
         from edgeanom.backends.torch import TorchRunner
 
+        if precision != "fp32":
+            raise EdgeanomError(
+                f"the torch backend is the FP32 reference path; {precision} runs on --backend onnxruntime "
+                "(FP16 ONNX from `edgeanom export --fp16`) or tensorrt"
+            )
+
         runner = TorchRunner.from_bundle(bundle, threads=threads)
         _note(runner, f"{runner.name} (asked for; the reference path)")
         return runner
