@@ -181,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                 r["auroc"],
                 *[r["per_defect_auroc"][d] for d in defects],
             ]
-            for what, pair in (("+ map normalisation", (r32, r16)), ("default map score", (rd32, rd16)))
+            for what, pair in (
+                ("train default (map normalisation)", (r32, r16)),
+                ("without map normalisation", (rd32, rd16)),
+            )
             for prec, r in zip(("FP32", "FP16"), pair)
         ],
         *[[f"published {k}", v, *["" for _ in defects]] for k, v in PUBLISHED.items()],
