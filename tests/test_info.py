@@ -100,4 +100,4 @@ def test_info_lines_for_a_jetson_with_a_gpu() -> None:
     assert "nvpmodel: MAXN_SUPER (id 2)" in text
     assert "jetson_clocks: no" in text
     assert "tensorrt: 10.3.0" in text
-    assert "scoring core: compiler=GCC 11.4, threads=6" in text
+    assert "scoring core: GCC 11.4, 6 threads" in text

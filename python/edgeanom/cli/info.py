@@ -79,10 +79,25 @@ def info_lines(env: dict[str, Any]) -> list[tuple[str, str]]:
         lines.append(("temperatures", ", ".join(f"{k} {v:.1f}C" for k, v in temps.items())))
     scoring = env.get("scoring")
     if scoring:
-        lines.append(("scoring core", ", ".join(f"{k}={v}" for k, v in scoring.items())))
+        lines.append(("scoring core", _scoring_summary(scoring)))
     else:
         lines.append(("scoring core", "not built (pip install -e . builds edgeanom._scoring)"))
     return lines
+
+
+def _scoring_summary(info: dict) -> str:
+    """One readable line of the core's build info (`--json` keeps every field)."""
+    simd = info.get("simd") or {}
+    threads = info.get("num_threads", info.get("threads"))
+    parts = [
+        f"{info.get('compiler', '')} {info.get('compiler_version', '')}".strip(),
+        str(info.get("cxx_standard", "")),
+        str(info.get("build_type", "")),
+        f"flags {info['flags']}" if info.get("flags") else "",
+        f"SIMD {simd.get('active')} (CPU: {', '.join(simd.get('cpu') or [])})" if simd.get("active") else "",
+        f"{threads} threads" if threads is not None else "",
+    ]
+    return ", ".join(p for p in parts if p)
 
 
 def register(app: typer.Typer) -> None:
