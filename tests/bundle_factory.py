@@ -2,7 +2,9 @@
 
 Kinds: image (conv AE, [C, H, W]), window (MLP AE on [T, C]) and vector (MLP AE on [F]). The ONNX model has
 input `input`, output `reconstruction` and a dynamic batch axis, exported with the legacy exporter
-(fast). Any test may use it; nothing here trains, so a bundle takes well under a second to build.
+(fast). Any test may use it; `make_bundle` trains nothing, so a bundle takes well under a second to build.
+`train_tiny_conv_ae` is the exception: a real 1-epoch bundle through `train_bundle`, for export tests that need
+a checkpoint.
 """
 
 from __future__ import annotations
@@ -160,3 +162,26 @@ def write_fp16_onnx(src: Path, dst: Path) -> Path:
     model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
     return dst
+
+
+def train_tiny_conv_ae(out: Path) -> Path:
+    """A real conv-AE bundle (32x32 grey noise, 1 epoch, tiny layers) written by `train_bundle`."""
+    import warnings
+
+    from edgeanom.train.api import train_bundle
+
+    rng = np.random.default_rng(0)
+    frames = [(100 + 30 * rng.random((32, 32))).astype(np.uint8) for _ in range(16)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes during train_bundle's ONNX export
+        train_bundle(
+            frames=frames,
+            model="conv-ae",
+            out=out,
+            epochs=1,
+            image_size=32,
+            channels=[4, 8],
+            latent=8,
+            progress=False,
+        )
+    return out

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bundle_factory import train_tiny_conv_ae
 from edgeanom.cli.main import app
 
 torch = pytest.importorskip("torch")
@@ -22,22 +23,7 @@ HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeanom.train.api import train_bundle
-
-    rng = np.random.default_rng(0)
-    frames = [(100 + 30 * rng.random((32, 32))).astype(np.uint8) for _ in range(16)]
-    out = tmp_path_factory.mktemp("cli") / "edgeanom-model"
-    train_bundle(
-        frames=frames,
-        model="conv-ae",
-        out=out,
-        epochs=1,
-        image_size=32,
-        channels=[4, 8],
-        latent=8,
-        progress=False,
-    )
-    return out
+    return train_tiny_conv_ae(tmp_path_factory.mktemp("cli") / "edgeanom-model")
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bundle_factory import train_tiny_conv_ae
 from edgeanom.export.tensorrt_build import tensorrt_status
 
 USABLE, WHY = tensorrt_status()
@@ -23,23 +23,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt, pytest.mark.skipif(not USAB
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgeanom.export.pipeline import ExportOptions, export_bundle
-    from edgeanom.train.api import train_bundle
 
-    rng = np.random.default_rng(0)
-    frames = [(100 + 30 * rng.random((32, 32))).astype(np.uint8) for _ in range(16)]
-    out = tmp_path_factory.mktemp("trt") / "bundle"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes during train_bundle's ONNX export
-        train_bundle(
-            frames=frames,
-            model="conv-ae",
-            out=out,
-            epochs=1,
-            image_size=32,
-            channels=[4, 8],
-            latent=8,
-            progress=False,
-        )
+    out = train_tiny_conv_ae(tmp_path_factory.mktemp("trt") / "bundle")
     export_bundle(out, ExportOptions(fp16=True))
     return out
 
