@@ -39,9 +39,9 @@ def make_bundle(root: Path, seed: int = 0) -> Bundle:
     """The default conv-AE (train's defaults: channels [32, 64, 128, 128], latent 128, RGB 128x128, map score)."""
     import torch
 
-    from edgeanom.train.checkpoint import save_torch
-    from edgeanom.train.models import build_model
-    from edgeanom.train.onnx_fp32 import export_onnx
+    from edgeanom.models.checkpoint import save_torch
+    from edgeanom.models import build_model
+    from edgeanom.models.onnx_export import export_onnx
 
     torch.manual_seed(seed)
     model = build_model("conv-ae", [3, SIZE, SIZE], {}).eval()
@@ -172,7 +172,7 @@ def hand_loop(bundle: Bundle, video: Path, frames: int, torch_threads: int = 0) 
     import cv2
     import torch
 
-    from edgeanom.train.checkpoint import load_model
+    from edgeanom.models.checkpoint import load_model
 
     default_threads = torch.get_num_threads()
     if torch_threads:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edgeanom import environment
-from edgeanom.benchmarking import jetson
+from edgeanom import jetson
 from edgeanom.benchmarking.tegrastats import TegrastatsSampler, parse_tegrastats_line, summarize_power
 
 NANO_JP461 = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import json
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ def test_write_and_load_round_trip(doc: dict[str, Any], tmp_path: Path) -> None:
     d["results"][0]["stability"]["cov"] = float("nan")  # NaN is not JSON: written as null
     path = report.write_report(d, tmp_path / "sub" / "r.json")
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp file left behind
-    assert path.stat().st_mode & 0o777 == 0o666 & ~report._umask()  # like any file the user writes
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # like any file the user writes
     back = report.load_report(path)
     assert back["results"][0]["stability"]["cov"] is None
     assert back["results"][1]["key"] == doc["results"][1]["key"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.export.engine_cache import (
+from edgeanom.engines.cache import (
     DeviceInfo,
     EngineCache,
     EngineKey,
@@ -22,7 +22,7 @@ from edgeanom.export.engine_cache import (
     mismatch_reasons,
     timing_cache_path,
 )
-from edgeanom.export.tensorrt_build import jetson_release
+from edgeanom.engines.build import jetson_release
 
 ORIN = DeviceInfo("10.3.0", "Orin", "8.7", l4t="36.4.3", jetpack="6.2")
 RTX = DeviceInfo("10.7.0", "NVIDIA GeForce RTX 4090", "8.9")
@@ -159,7 +159,7 @@ def test_get_or_build_reuses_and_rebuilds_with_one_log_line(
     assert (path2, built2) == (path, False) and builds == ["first"]
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="edgeanom.export.engine_cache"):
+    with caplog.at_level(logging.INFO, logger="edgeanom.engines.cache"):
         upgraded = key(device=replace(ORIN, tensorrt="10.4.0"))
         path3, built3 = cache.get_or_build(upgraded, build("upgraded"))
     assert built3 and path3.read_bytes() == b"upgraded"

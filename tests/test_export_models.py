@@ -188,7 +188,7 @@ def result_samples(bundle: Any, source: Path) -> Any:
 
 def check_fused_against_float64(bundle: Any, x: np.ndarray) -> None:
     from edgeanom.export.parity import onnx_session, run_onnx
-    from edgeanom.train.checkpoint import load_model
+    from edgeanom.models.checkpoint import load_model
 
     model = load_model(bundle)
     with torch.no_grad():
@@ -244,7 +244,7 @@ def test_baseline_onnx_matches_sklearn(
     model: str, params: dict, trained: dict, data: dict, tmp_path: Path
 ) -> None:
     from edgeanom.export.samples import load_samples
-    from edgeanom.train.checkpoint import load_sklearn
+    from edgeanom.models.checkpoint import load_sklearn
 
     bundle_dir = fresh_copy(trained[model], tmp_path)
     (bundle_dir / "model.onnx").unlink()  # export re-creates it from the pickled estimator

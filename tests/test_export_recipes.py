@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeanom.export.engine_cache import Profile
+from edgeanom.engines.cache import Profile
 from edgeanom.export.trtexec import trtexec_commands
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bundle_factory import train_tiny_conv_ae
-from edgeanom.export.tensorrt_build import tensorrt_status
+from edgeanom.engines.build import tensorrt_status
 
 USABLE, WHY = tensorrt_status()
 pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt, pytest.mark.skipif(not USABLE, reason=WHY)]
@@ -47,7 +47,7 @@ def ort_outputs(bundle, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def test_fp32_engine_matches_onnx_runtime_and_is_cached(bundle) -> None:
     from edgeanom.backends.tensorrt import TensorRTRunner
-    from edgeanom.export.tensorrt_build import ensure_engine
+    from edgeanom.engines.build import ensure_engine
 
     x = np.random.default_rng(1).random((5, 1, 32, 32), dtype=np.float32)
     with TensorRTRunner.from_bundle(bundle, precision="fp32", max_batch=4) as runner:
@@ -80,7 +80,7 @@ def test_fp32_engine_matches_onnx_runtime_and_is_cached(bundle) -> None:
 
 
 def test_mismatched_engine_is_rebuilt_with_one_log_line(bundle, caplog: pytest.LogCaptureFixture) -> None:
-    from edgeanom.export.tensorrt_build import ensure_engine
+    from edgeanom.engines.build import ensure_engine
 
     plan, built = ensure_engine(bundle, precision="fp32", max_batch=2)
     assert built
@@ -97,7 +97,7 @@ def test_mismatched_engine_is_rebuilt_with_one_log_line(bundle, caplog: pytest.L
 
 def test_damaged_plan_is_rebuilt_not_crashed(bundle) -> None:
     from edgeanom.backends.tensorrt import TensorRTRunner
-    from edgeanom.export.tensorrt_build import ensure_engine
+    from edgeanom.engines.build import ensure_engine
 
     plan, _ = ensure_engine(bundle, precision="fp32", max_batch=2)
     plan.write_bytes(plan.read_bytes()[:100])  # truncated: size/sha256 no longer match the sidecar
@@ -127,8 +127,8 @@ def test_parser_errors_name_the_rejected_node(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
     from edgeanom.errors import EdgeanomError
-    from edgeanom.export.engine_cache import Profile
-    from edgeanom.export.tensorrt_build import BuildRequest, build_engine
+    from edgeanom.engines.cache import Profile
+    from edgeanom.engines.build import BuildRequest, build_engine
 
     node = helper.make_node("NotARealOp", ["input"], ["output"], name="mystery", domain="edgeanom.test")
     graph = helper.make_graph(

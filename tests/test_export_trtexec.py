@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from edgeanom.export.engine_cache import Profile
+from edgeanom.engines.cache import Profile
 from edgeanom.export.trtexec import trtexec_commands
 
 PROFILE = Profile.for_batch((3, 64, 64), 8)

@@ -72,9 +72,9 @@ def test_fixed_batch_model_caps_the_pipeline_batch(tmp_path: Path) -> None:
 
 def test_torch_reference_runner_matches_onnxruntime(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from edgeanom.train.checkpoint import save_torch
-    from edgeanom.train.models import build_model
-    from edgeanom.train.onnx_fp32 import export_onnx
+    from edgeanom.models.checkpoint import save_torch
+    from edgeanom.models import build_model
+    from edgeanom.models.onnx_export import export_onnx
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

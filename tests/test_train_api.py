@@ -13,9 +13,9 @@ torch = pytest.importorskip("torch")
 from edgeanom.bundle import load_bundle  # noqa: E402
 from edgeanom.errors import EdgeanomError  # noqa: E402
 from edgeanom.train.api import train_bundle  # noqa: E402
-from edgeanom.train.checkpoint import load_model, load_sklearn  # noqa: E402
-from edgeanom.train.data import random_split  # noqa: E402
-from edgeanom.train.holdout import load_holdout, sample_holdout  # noqa: E402
+from edgeanom.models.checkpoint import load_model, load_sklearn  # noqa: E402
+from edgeanom.data import random_split  # noqa: E402
+from edgeanom.holdout import load_holdout, sample_holdout  # noqa: E402
 
 FAST = {"progress": False, "threads": 1, "epochs": 4}
 
@@ -168,7 +168,7 @@ def test_window_bundle_from_sensor_csv(tmp_path):
 
 
 def test_ctrl_c_keeps_the_best_epoch(tmp_path, monkeypatch):
-    from edgeanom.train.models import DenseAE
+    from edgeanom.models.vectors import DenseAE
 
     original = DenseAE.training_loss
     calls = {"n": 0}
@@ -188,7 +188,7 @@ def test_ctrl_c_keeps_the_best_epoch(tmp_path, monkeypatch):
 
 
 def test_divergence_keeps_the_best_epoch(tmp_path, monkeypatch):
-    from edgeanom.train.models import DenseAE
+    from edgeanom.models.vectors import DenseAE
 
     original = DenseAE.training_loss
     calls = {"n": 0}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.train.calibrate import best_f1_threshold, calibrate, parse_method
+from edgeanom.calibration import best_f1_threshold, calibrate, parse_method
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.train.data import ImageSource, load_tables, random_split, split_counts, temporal_split
+from edgeanom.data import ImageSource, load_tables, random_split, split_counts, temporal_split
 
 
 def _texture(rng, h=32, w=32) -> np.ndarray:

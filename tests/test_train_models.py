@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 from edgeanom.bundle import Bundle  # noqa: E402
 from edgeanom.errors import EdgeanomError  # noqa: E402
-from edgeanom.train.checkpoint import TORCH_CHECKPOINT, load_model, save_torch  # noqa: E402
-from edgeanom.train.models import MODELS, build_model  # noqa: E402
-from edgeanom.train.onnx_fp32 import export_onnx  # noqa: E402
+from edgeanom.models.checkpoint import TORCH_CHECKPOINT, load_model, save_torch  # noqa: E402
+from edgeanom.models import build_model, model_names  # noqa: E402
+from edgeanom.models.onnx_export import export_onnx  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -107,7 +107,10 @@ def test_model_errors_name_the_problem():
         build_model("vae", (4,), {"latnet": 3})
     with pytest.raises(EdgeanomError, match=r"unknown model 'bogus'"):
         build_model("bogus", (4,))
-    assert set(MODELS) == {
+    assert set(model_names()) == {
+        "iforest",
+        "lof",
+        "ocsvm",
         "dense-ae",
         "vae",
         "conv-ae",
@@ -137,7 +140,7 @@ def test_ssim_loss():
 def test_baseline_onnx_score_is_negated_decision_function(tmp_path, model_type):
     import onnxruntime as ort
 
-    from edgeanom.train.baselines import export_baseline, fit_baseline
+    from edgeanom.models.baselines import export_baseline, fit_baseline
 
     rng = np.random.default_rng(0)
     train = rng.normal(size=(200, 6, 2)).astype(np.float32)  # windows (T=6, C=2), flattened inside the graph

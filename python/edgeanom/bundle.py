@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -40,6 +39,7 @@ import numpy as np
 
 from edgeanom._version import __version__
 from edgeanom.errors import EdgeanomError
+from edgeanom.fileio import atomic_write_text
 from edgeanom.jsonutil import to_jsonable
 
 SCHEMA_VERSION = 1
@@ -139,13 +139,7 @@ class Bundle:
         self.meta["schema_version"] = SCHEMA_VERSION
         self.meta.setdefault("edgeanom_version", __version__)
         target = self.path / BUNDLE_FILE
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".bundle.", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(to_jsonable(self.meta, strict=False), fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(target)
+        atomic_write_text(target, json.dumps(to_jsonable(self.meta, strict=False), indent=2) + "\n")
         return target
 
 

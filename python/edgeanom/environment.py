@@ -254,7 +254,7 @@ def jetson_info() -> Optional[dict[str, Any]]:
     """Module, L4T/JetPack release, nvpmodel mode and whether clocks are locked; None off a Jetson."""
     if not is_jetson():
         return None
-    from edgeanom.benchmarking import jetson
+    from edgeanom import jetson
 
     release = _safe(lambda: jetson.parse_nv_tegra_release(_read(NV_TEGRA_RELEASE) or ""))
     core = run_command(["dpkg-query", "-W", "-f=${Version}", "nvidia-l4t-core"])

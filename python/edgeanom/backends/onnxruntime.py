@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from edgeanom.errors import EdgeanomError
+
+if TYPE_CHECKING:
+    from edgeanom.backends.registry import BackendOptions
+    from edgeanom.bundle import Bundle
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -136,3 +140,39 @@ def provider_options_for(bundle_path: Path, precision: str = "fp32") -> dict[str
             "trt_fp16_enable": "True" if precision == "fp16" else "False",
         },
     }
+
+
+# --- the backend table's entry points (edgeanom.backends.registry) ----------------------------------------
+def unavailable(bundle: Optional[Bundle] = None) -> Optional[str]:
+    import importlib.util
+
+    return None if importlib.util.find_spec("onnxruntime") else "onnxruntime: not installed"
+
+
+def precision_unavailable(precision: str, bundle: Optional[Bundle] = None) -> Optional[str]:
+    if precision == "int8":
+        return "int8 needs the TensorRT backend (--backend tensorrt); ONNX Runtime runs fp32/fp16"
+    if precision == "fp16" and bundle is not None:
+        fp16 = bundle.onnx.get("fp16_file")
+        if not fp16 or not (bundle.path / fp16).is_file():
+            return (
+                f"bundle {bundle.path} has no FP16 ONNX model "
+                f"(make one with: edgeanom export --model {bundle.path} --fp16)"
+            )
+    return None
+
+
+def open_for_bundle(bundle: Bundle, options: BackendOptions) -> OnnxRuntimeRunner:
+    reason = precision_unavailable(options.precision, bundle)
+    if reason:
+        raise EdgeanomError(reason)
+    path = bundle.onnx_path if options.precision != "fp16" else bundle.path / str(bundle.onnx["fp16_file"])
+    return OnnxRuntimeRunner(
+        path,
+        intra_op_threads=options.threads,
+        reuse_outputs=options.reuse_outputs,
+        spin_wait=options.spin_wait,
+        provider_options=provider_options_for(bundle.path, options.precision),
+        # the CPU NCHWc layout pass is FP32-only and crashes on some FP16 graphs (LSTM models, onnxruntime 1.32)
+        disabled_optimizers=("NchwcTransformer",) if options.precision == "fp16" else (),
+    )

@@ -17,7 +17,6 @@ a host clock around an asynchronous enqueue would measure the queue, not the wor
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 from pathlib import Path
@@ -25,232 +24,26 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from edgeanom.engines.cuda import (  # noqa: F401 (re-exported for tests and callers)
+    INSTALL_HINT,
+    STAGES,
+    StageEvents,
+    cuda_api,
+    import_tensorrt,
+    tensorrt_major,
+    tensorrt_unavailable,
+)
 from edgeanom.errors import EdgeanomError
 
 if TYPE_CHECKING:
+    from edgeanom.backends.registry import BackendOptions
     from edgeanom.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
-STAGES = ("h2d", "compute", "d2h")  # the event-timed stages of one inference, in stream order
-
-INSTALL_HINT = (
-    "install TensorRT's Python bindings: on a desktop GPU `pip install 'edgeanom[trt]'` (tensorrt, cuda-python); "
-    "on a Jetson they ship with JetPack (`sudo apt-get install python3-libnvinfer`, then `pip install cuda-python`)"
-)
-
 
 class EngineLoadError(EdgeanomError):
     """The plan file could not be deserialized (other TensorRT version, other GPU, damaged file)."""
-
-
-# --- CUDA: the handful of runtime calls the runner needs -----------------------------------------------------
-class _CudaPython:
-    """CUDA runtime through cuda-python. Every call returns (error, value...); errors become EdgeanomError."""
-
-    name = "cuda-python"
-
-    def __init__(self) -> None:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart  # cuda-python < 12.6
-        self.rt = cudart
-        count = self._check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
-        if not count:
-            raise EdgeanomError("no CUDA device found (cudaGetDeviceCount returned 0)")
-        self._check(cudart.cudaSetDevice(0), "cudaSetDevice")
-
-    def _check(self, result: Any, what: str) -> Any:
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            name = self.rt.cudaGetErrorName(err)[1]
-            raise EdgeanomError(f"CUDA error in {what}: {name.decode() if isinstance(name, bytes) else name}")
-        return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
-
-    def device(self) -> tuple[str, str]:
-        prop = self._check(self.rt.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
-        name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-        return name.rstrip("\x00").strip(), f"{prop.major}.{prop.minor}"
-
-    def malloc(self, nbytes: int) -> int:
-        return int(self._check(self.rt.cudaMalloc(max(int(nbytes), 1)), "cudaMalloc"))
-
-    def free(self, ptr: int) -> None:
-        self.rt.cudaFree(ptr)
-
-    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
-        nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
-        ptr = int(self._check(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
-        raw = (ctypes.c_byte * nbytes).from_address(ptr)
-        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape), ptr
-
-    def free_pinned(self, ptr: int) -> None:
-        self.rt.cudaFreeHost(ptr)
-
-    def stream(self) -> Any:
-        return self._check(self.rt.cudaStreamCreate(), "cudaStreamCreate")
-
-    def handle(self, stream: Any) -> int:
-        return int(stream)
-
-    def htod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
-
-    def dtoh(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
-
-    def synchronize(self, stream: Any) -> None:
-        self._check(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-
-    def capture(self, stream: Any, enqueue: Any) -> Any:
-        """Record `enqueue()` on `stream` into an instantiated CUDA graph."""
-        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        self._check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
-        try:
-            enqueue()
-        finally:
-            graph = self._check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
-        try:
-            return self._check(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
-        finally:
-            self.rt.cudaGraphDestroy(graph)
-
-    def launch(self, graph: Any, stream: Any) -> None:
-        self._check(self.rt.cudaGraphLaunch(graph, stream), "cudaGraphLaunch")
-
-    def destroy_graph(self, graph: Any) -> None:
-        self.rt.cudaGraphExecDestroy(graph)
-
-    def destroy_stream(self, stream: Any) -> None:
-        self.rt.cudaStreamDestroy(stream)
-
-    def event(self) -> Any:
-        """A CUDA event with timing enabled (cudaEventDefault)."""
-        return self._check(self.rt.cudaEventCreate(), "cudaEventCreate")
-
-    def record(self, event: Any, stream: Any) -> None:
-        self._check(self.rt.cudaEventRecord(event, stream), "cudaEventRecord")
-
-    def elapsed_ms(self, start: Any, end: Any) -> float:
-        """GPU time between two completed events (cudaErrorNotReady until both ran)."""
-        return float(self._check(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
-
-    def destroy_event(self, event: Any) -> None:
-        self.rt.cudaEventDestroy(event)
-
-
-class _CudaTorch:
-    """The same calls through torch's CUDA allocator and streams (when cuda-python is not installed)."""
-
-    name = "torch"
-
-    def __init__(self) -> None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise EdgeanomError("no CUDA device found (torch.cuda.is_available() is False)")
-        self.torch = torch
-        self._keep: dict[int, Any] = {}  # ptr -> tensor, so memory lives until freed
-
-    def device(self) -> tuple[str, str]:
-        p = self.torch.cuda.get_device_properties(0)
-        return p.name, f"{p.major}.{p.minor}"
-
-    def malloc(self, nbytes: int) -> int:
-        t = self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device="cuda")
-        self._keep[t.data_ptr()] = t
-        return int(t.data_ptr())
-
-    def free(self, ptr: int) -> None:
-        self._keep.pop(ptr, None)
-
-    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, int]:
-        nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
-        t = self.torch.empty(nbytes, dtype=self.torch.uint8, pin_memory=True)
-        self._keep[t.data_ptr()] = t
-        arr = t.numpy().view(dtype)[: int(np.prod(shape))].reshape(shape)
-        return arr, int(t.data_ptr())
-
-    def free_pinned(self, ptr: int) -> None:
-        self._keep.pop(ptr, None)
-
-    def stream(self) -> Any:
-        return self.torch.cuda.Stream()
-
-    def handle(self, stream: Any) -> int:
-        return int(stream.cuda_stream)
-
-    def _copy(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        """Copy the first `nbytes` between two buffers this object allocated (looked up by base address)."""
-        with self.torch.cuda.stream(stream):
-            self._keep[dst][:nbytes].copy_(self._keep[src][:nbytes], non_blocking=True)
-
-    def htod(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        self._copy(dst, src, nbytes, stream)
-
-    def dtoh(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
-        self._copy(dst, src, nbytes, stream)
-
-    def synchronize(self, stream: Any) -> None:
-        stream.synchronize()
-
-    def capture(self, stream: Any, enqueue: Any) -> Any:
-        graph = self.torch.cuda.CUDAGraph()
-        with self.torch.cuda.graph(graph, stream=stream):
-            enqueue()
-        return graph
-
-    def launch(self, graph: Any, stream: Any) -> None:
-        with self.torch.cuda.stream(stream):
-            graph.replay()
-
-    def destroy_graph(self, graph: Any) -> None:
-        del graph
-
-    def destroy_stream(self, stream: Any) -> None:
-        del stream
-
-    def event(self) -> Any:
-        return self.torch.cuda.Event(enable_timing=True)
-
-    def record(self, event: Any, stream: Any) -> None:
-        event.record(stream)
-
-    def elapsed_ms(self, start: Any, end: Any) -> float:
-        return float(start.elapsed_time(end))
-
-    def destroy_event(self, event: Any) -> None:
-        del event  # torch destroys the CUDA event with the Python object
-
-
-def cuda_api() -> Any:
-    """cuda-python when installed, else torch with CUDA; a clear error when neither can reach a GPU."""
-    try:
-        return _CudaPython()
-    except ImportError:
-        pass
-    try:
-        return _CudaTorch()
-    except ImportError:
-        raise EdgeanomError(
-            "the TensorRT runner needs cuda-python (`pip install cuda-python`) or torch with CUDA "
-            "for GPU memory and streams"
-        ) from None
-
-
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError:
-        raise EdgeanomError(f"TensorRT is not installed: {INSTALL_HINT}") from None
-    return tensorrt
-
-
-def tensorrt_major(trt: Any) -> int:
-    return int(str(trt.__version__).split(".")[0])
 
 
 def read_sidecar(plan_path: Path) -> Optional[dict[str, Any]]:
@@ -261,34 +54,6 @@ def read_sidecar(plan_path: Path) -> Optional[dict[str, Any]]:
     except (OSError, ValueError):
         return None
     return entry if isinstance(entry, dict) else None
-
-
-class StageEvents:
-    """Four CUDA events on one stream bounding H2D, compute and D2H: mark(i) records boundary i."""
-
-    def __init__(self, cuda: Any, stream: Any) -> None:
-        self.cuda = cuda
-        self.stream = stream
-        self.events: list[Any] = []
-        try:
-            for _ in range(len(STAGES) + 1):
-                self.events.append(cuda.event())
-        except BaseException:
-            self.close()
-            raise
-
-    def mark(self, i: int) -> None:
-        self.cuda.record(self.events[i], self.stream)
-
-    def elapsed_ms(self) -> dict[str, float]:
-        """Stage times of the last marked inference; call after the stream was synchronized."""
-        ev = self.events
-        return {f"{name}_ms": self.cuda.elapsed_ms(ev[i], ev[i + 1]) for i, name in enumerate(STAGES)}
-
-    def close(self) -> None:
-        for event in self.events:
-            self.cuda.destroy_event(event)
-        self.events = []
 
 
 def _sum_stages(parts: list[dict[str, float]]) -> dict[str, float]:
@@ -390,7 +155,7 @@ class TensorRTRunner:
 
         An engine that TensorRT refuses to load is removed and rebuilt once, with one log line saying why.
         """
-        from edgeanom.export.tensorrt_build import ensure_engine
+        from edgeanom.engines.build import ensure_engine
 
         path, _built = ensure_engine(
             bundle, precision=precision, max_batch=max_batch, workspace_mb=workspace_mb
@@ -517,3 +282,13 @@ class TensorRTRunner:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+# --- the backend table's entry points (edgeanom.backends.registry) ----------------------------------------
+def unavailable(bundle: Optional[Bundle] = None) -> Optional[str]:
+    reason = tensorrt_unavailable()
+    return f"tensorrt: {reason}" if reason else None
+
+
+def open_for_bundle(bundle: Bundle, options: BackendOptions) -> TensorRTRunner:
+    return TensorRTRunner.from_bundle(bundle, precision=options.precision, max_batch=options.max_batch)

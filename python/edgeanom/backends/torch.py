@@ -9,12 +9,15 @@ pass and D2H copy, each bracketed by CUDA events, and the GPU times are publishe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from edgeanom.bundle import Bundle
 from edgeanom.errors import EdgeanomError
+
+if TYPE_CHECKING:
+    from edgeanom.backends.registry import BackendOptions
 
 STAGES = ("h2d", "compute", "d2h")
 CPU_DEFAULT_THREADS = 1
@@ -73,7 +76,7 @@ class TorchRunner:
     def from_bundle(cls, bundle: Bundle, threads: int = 0, device: Optional[str] = None) -> TorchRunner:
         import torch
 
-        from edgeanom.train.checkpoint import load_model
+        from edgeanom.models.checkpoint import load_model
 
         if bundle.model_family != "torch":
             raise EdgeanomError(
@@ -133,3 +136,32 @@ class TorchRunner:
 
 def _first_output(out: Any) -> Any:
     return out[0] if isinstance(out, (tuple, list)) else out
+
+
+# --- the backend table's entry points (edgeanom.backends.registry) ----------------------------------------
+def unavailable(bundle: Optional[Bundle] = None) -> Optional[str]:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "torch: not installed (pip install 'edgeanom[train]')"
+    if bundle is None:
+        return None
+    ckpt = bundle.checkpoint_path
+    if ckpt is None or not ckpt.is_file():
+        return "torch: bundle has no PyTorch checkpoint"
+    if bundle.model_family != "torch":
+        return f"torch: model family is '{bundle.model_family}', not a PyTorch model"
+    return None
+
+
+def precision_unavailable(precision: str, bundle: Optional[Bundle] = None) -> Optional[str]:
+    if precision != "fp32":
+        return (
+            f"the torch backend is the FP32 reference path; {precision} runs on --backend onnxruntime "
+            "(FP16 ONNX from `edgeanom export --fp16`) or tensorrt"
+        )
+    return None
+
+
+def open_for_bundle(bundle: Bundle, options: BackendOptions) -> TorchRunner:
+    return TorchRunner.from_bundle(bundle, threads=options.threads)

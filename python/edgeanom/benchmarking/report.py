@@ -12,13 +12,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
 from edgeanom._version import __version__
 from edgeanom.errors import EdgeanomError
+from edgeanom.fileio import atomic_write_text
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "edgeanom-bench"
@@ -146,24 +146,9 @@ def _validate_minimal(doc: Any) -> None:
 def write_report(doc: dict[str, Any], path: Path) -> Path:
     """Write the report atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_finite(doc), fh, indent=1, allow_nan=False, default=_json_default)
-            fh.write("\n")
-        Path(tmp).chmod(0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(_finite(doc), indent=1, allow_nan=False, default=_json_default) + "\n"
+    atomic_write_text(path, text)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _finite(obj: Any) -> Any:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from edgeanom.backends.registry import PRECISIONS, backend_names, get_backend, open_runner
 from edgeanom.benchmarking import stats
 from edgeanom.benchmarking.cuda_timing import staged_torch_infer
 from edgeanom.bundle import Bundle
 from edgeanom.errors import EdgeanomError
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = tuple(backend_names())
 STAGES = ("decode", "preprocess", "h2d", "compute", "d2h", "infer", "score", "total")
 MIN_ITERATIONS = 3
 
@@ -86,65 +86,29 @@ class StageSamples:
 # --- availability and opening -----------------------------------------------------------------------
 def backend_unavailable(backend: str, bundle: Bundle) -> Optional[str]:
     """Why a backend cannot run here (None when it can); cheap checks only, nothing is loaded."""
-    if backend == "onnxruntime":
-        return None if importlib.util.find_spec("onnxruntime") else "onnxruntime: not installed"
-    if backend == "tensorrt":
-        if importlib.util.find_spec("tensorrt") is None:
-            return "tensorrt: not installed (pip install 'edgeanom[trt]' or use JetPack's TensorRT)"
-        try:
-            from edgeanom.backends import tensorrt_unavailable
-        except ImportError:
-            return None  # let opening the runner decide
-        reason = tensorrt_unavailable()
-        return f"tensorrt: {reason}" if reason else None
-    if backend == "torch":
-        if importlib.util.find_spec("torch") is None:
-            return "torch: not installed (pip install 'edgeanom[train]')"
-        ckpt = bundle.checkpoint_path
-        if ckpt is None or not ckpt.is_file():
-            return "torch: bundle has no PyTorch checkpoint"
-        if bundle.model_family != "torch":
-            return f"torch: model family is '{bundle.model_family}', not a PyTorch model"
-        return None
-    return f"{backend}: unknown backend (choose from {', '.join(BACKENDS)})"
+    if backend not in BACKENDS:
+        return f"{backend}: unknown backend (choose from {', '.join(BACKENDS)})"
+    return get_backend(backend).unavailable(bundle)
 
 
 def precision_unavailable(backend: str, precision: str, bundle: Bundle) -> Optional[str]:
     """Precision/backend pairs that certainly cannot run; anything else is left to the runner."""
     if precision not in PRECISIONS:
         return f"{precision}: unknown precision (choose from {', '.join(PRECISIONS)})"
-    if precision == "int8" and backend != "tensorrt":
-        return f"int8: only the TensorRT backend builds INT8 engines ({backend} skipped)"
-    if precision == "fp16" and backend == "onnxruntime" and not bundle.onnx.get("fp16_file"):
-        return "fp16: no FP16 ONNX in bundle, run edgeanom export --fp16"
-    return None
+    return get_backend(backend).precision_unavailable(precision, bundle)
 
 
 def open_backend(bundle: Bundle, config: BenchConfig) -> Any:
-    """The runner for one configuration, through edgeanom.backends.open_runner where it exists."""
-    try:
-        from edgeanom.backends import open_runner  # type: ignore[attr-defined]
-    except ImportError:
-        open_runner = None
-    if open_runner is not None:
-        # The same settings `edgeanom run` uses, so the numbers describe the production path.
-        return open_runner(
-            bundle,
-            backend=config.backend,
-            precision=config.precision,
-            max_batch=config.batch,
-            threads=config.threads or 0,
-            reuse_outputs=True,
-            spin_wait=False,
-        )
-    if config.backend != "onnxruntime":
-        raise EdgeanomError(f"{config.backend}: runner not available in this edgeanom build")
-    from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
-
-    path = bundle.onnx_path
-    if config.precision == "fp16":
-        path = bundle.path / str(bundle.onnx["fp16_file"])
-    return OnnxRuntimeRunner(path, intra_op_threads=config.threads or 0)
+    """The runner for one configuration, opened with the settings `edgeanom run` uses (the production path)."""
+    return open_runner(
+        bundle,
+        backend=config.backend,
+        precision=config.precision,
+        max_batch=config.batch,
+        threads=config.threads or 0,
+        reuse_outputs=True,
+        spin_wait=False,
+    )
 
 
 # --- memory -------------------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgeanom import data as loaders
 from edgeanom.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
 from edgeanom.errors import EdgeanomError
-from edgeanom.train import data as loaders
+from edgeanom.fileio import atomic_write_text
 
 IMAGE_CHUNK = 64
 
@@ -226,7 +227,5 @@ def build_report(
                 figs.pr_curve_plot(s, evalset.labels, report["aupr"], out / "pr.png")
                 files.update(roc="roc.png", pr="pr.png")
         report["files"] = files
-        tmp = out / ".report.json.tmp"
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(out / "report.json")
+        atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgeanom.train.calibrate import best_f1_threshold
+from edgeanom.calibration import best_f1_threshold
 
 PRECISION_AT = (10, 50, 100)
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     from edgeanom.bundle import Bundle
 
-HEAD_PREFIX = "score_head/"
+from edgeanom.engines.build import HEAD_PREFIX
+
 SCORE_OUTPUT = "score"
 MAP_OUTPUT = "error_map"
 METRICS = ("mse", "mae", "sse", "rmse", "max")

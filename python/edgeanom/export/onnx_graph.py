@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.train.checkpoint import atomic_write
+from edgeanom.fileio import atomic_write
 
 if TYPE_CHECKING:
     import onnx
@@ -25,7 +25,7 @@ def export_checkpoint_model(model: Any) -> onnx.ModelProto:
     import onnx
     import torch
 
-    from edgeanom.train.onnx_fp32 import export_onnx
+    from edgeanom.models.onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="edgeanom-export-") as tmp, warnings.catch_warnings():
         # The tracer warns about Python-side shape logic (LSTM models); parity checks catch real divergence.

@@ -24,11 +24,11 @@ from typing import Any, Optional
 import numpy as np
 
 from edgeanom.bundle import Bundle, load_bundle
+from edgeanom.engines.build import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB
+from edgeanom.engines.cache import EngineCache, Profile
 from edgeanom.errors import EdgeanomError
-from edgeanom.export.engine_cache import EngineCache, Profile
 from edgeanom.export.parity import FP32_REL_TOL, ParityRow, fp16_cost, onnx_session, row, run_onnx
 from edgeanom.export.samples import Samples, load_samples, parity_inputs
-from edgeanom.export.tensorrt_build import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB
 from edgeanom.export.trtexec import TrtexecCommand, trtexec_commands
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def _export_torch(
     from edgeanom.export.fused import ScoreSpec, append_score_head
     from edgeanom.export.onnx_graph import check_graph, export_checkpoint_model, opset_of, save_model
     from edgeanom.export.parity import torch_outputs
-    from edgeanom.train.checkpoint import load_model
+    from edgeanom.models.checkpoint import load_model
 
     model = load_model(bundle)
     input_name = "input"
@@ -321,8 +321,8 @@ def _export_sklearn(
     import onnx
 
     from edgeanom.export.onnx_graph import check_graph
-    from edgeanom.train.baselines import export_baseline
-    from edgeanom.train.checkpoint import load_sklearn
+    from edgeanom.models.baselines import export_baseline
+    from edgeanom.models.checkpoint import load_sklearn
 
     estimator = load_sklearn(bundle)
     path = bundle.onnx_path
@@ -348,7 +348,7 @@ def _export_sklearn(
 
 # --- TensorRT ---------------------------------------------------------------------------------------------
 def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], result: ExportResult) -> None:
-    from edgeanom.export.engine_cache import ENGINE_DIR
+    from edgeanom.engines.cache import ENGINE_DIR
 
     if bundle.model_family == "sklearn":
         if opts.engine:
@@ -373,7 +373,7 @@ def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], 
     if not opts.engine:
         result.engine_note = "no engine built here (pass --engine to build one with this machine's TensorRT)"
         return
-    from edgeanom.export.tensorrt_build import ensure_engine, tensorrt_status
+    from edgeanom.engines.build import ensure_engine, tensorrt_status
 
     usable, why = tensorrt_status()
     if not usable:

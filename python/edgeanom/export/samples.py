@@ -58,7 +58,7 @@ def parity_inputs(bundle: Bundle, data: Optional[Samples] = None, seed: int = 0)
     """The input sets every check runs on, in order: the bundle's training samples ("train"), its held-out
     normal samples and labelled anomalies ("held-out"), the user's `data`, and 16 random inputs ("random").
     `source` describes each set in words."""
-    from edgeanom.train.holdout import HOLDOUT_FILE, load_holdout
+    from edgeanom.holdout import HOLDOUT_FILE, load_holdout
 
     sets = []
     holdout = load_holdout(bundle)
@@ -145,8 +145,8 @@ def _load_array_file(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
 
 
 def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    from edgeanom import data as loaders
     from edgeanom.preprocess import Preprocessor
-    from edgeanom.train import data as loaders
 
     folder = loaders.ImageSource(path, labels=labels)
     pre = Preprocessor(bundle)
@@ -160,8 +160,8 @@ def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, O
 
 
 def _load_tables(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    from edgeanom import data as loaders
     from edgeanom.preprocess import Preprocessor, sliding_windows
-    from edgeanom.train import data as loaders
     from edgeanom.train.prepare import label_windows
 
     spec = bundle.preprocess

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from edgeanom.export.engine_cache import Profile
+from edgeanom.engines.cache import Profile
 
 # Layers of the fused score head (named by `fused.HEAD_PREFIX`) stay FP32 when TensorRT 10 may pick FP16.
 FP32_LAYERS = "score_head/*:fp32"

@@ -17,6 +17,7 @@ from edgeanom.errors import EdgeanomError
 from edgeanom.runtime.alarms import AlarmSettings
 from edgeanom.runtime.pipeline import Pipeline, PipelineConfig, RunSummary
 from edgeanom.runtime.signals import graceful_stop
+from edgeanom.runtime.sinks.registry import SINKS, SinkContext
 from edgeanom.runtime.sources import make_sources
 from edgeanom.runtime.stats import RunStats
 from edgeanom.runtime.types import Sink
@@ -143,39 +144,12 @@ def _build_sinks(
     stop: Callable[..., None],
 ) -> list[Sink]:
     """Sinks in delivery order: events first, so an alarm is on record before anything slower sees it."""
-    from edgeanom.runtime.sinks.jsonl import JsonlSink
-    from edgeanom.runtime.sinks.status import StatusLine
-
+    ctx = SinkContext(stats, sources, say, stop)
     sinks: list[Sink] = []
     try:
-        if opts.events is not None or opts.events_to_stdout:
-            sinks.append(JsonlSink(opts.events, samples=not opts.events_only))
-        if opts.status_interval and opts.status_interval > 0:
-            sinks.append(StatusLine(stats, opts.status_interval, echo_events=opts.events is not None))
-        if opts.mqtt:
-            from edgeanom.runtime.sinks.mqtt import MqttSink
-
-            sinks.append(MqttSink(opts.mqtt, stats=stats, status_interval_s=opts.status_interval or 5.0))
-            say(f"publishing events to {opts.mqtt}")
-        if opts.save_anomalies:
-            from edgeanom.runtime.sinks.anomalies import AnomalySaver
-
-            sinks.append(AnomalySaver(Path(opts.save_anomalies)))
-        if opts.record:
-            from edgeanom.runtime.sinks.record import VideoRecorder
-
-            fps = next((s.fps for s in sources if s.kind == "frames" and s.fps), None) or 25.0
-            sinks.append(VideoRecorder(Path(opts.record), fps))
-        if opts.serve:
-            from edgeanom.runtime.sinks.serve import WebServer
-
-            server = WebServer(opts.serve, stats)
-            sinks.append(server)
-            say(f"live view: {server.url}")
-        if opts.show:
-            from edgeanom.runtime.sinks.show import ShowWindow
-
-            sinks.append(ShowWindow(on_quit=lambda: stop("quit")))
+        for kind in SINKS:
+            if kind.wanted(opts):
+                sinks.append(kind.create(opts, ctx))
     except BaseException:
         for sink in reversed(sinks):
             with contextlib.suppress(Exception):

@@ -20,13 +20,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgeanom import data as loaders
 from edgeanom._version import __version__
 from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle
+from edgeanom.calibration import calibrate, check_labels, parse_method
 from edgeanom.errors import EdgeanomError
-from edgeanom.train import data as loaders
-from edgeanom.train.calibrate import calibrate, check_labels, parse_method
+from edgeanom.models import default_model, get_model, model_kinds
 from edgeanom.train.config import TrainOptions, build_options, resolve_threads
-from edgeanom.train.models import BASELINES, DEFAULT_MODEL, model_kinds
 from edgeanom.train.prepare import (
     Prepared,
     frame_pack_spacing,
@@ -37,7 +37,6 @@ from edgeanom.train.prepare import (
 )
 
 KINDS = ("image", "window", "vector")
-FRAME_MODEL = "frame-pred"  # the default model when frames are packed (--frame-pack)
 
 
 def train_bundle(
@@ -69,7 +68,7 @@ def train_bundle(
     packing = frame_pack_spacing(opts) > 0
     if packing and kind != "image":
         raise EdgeanomError(f"--frame-pack packs video frames, but the data are {kind}s")
-    model_type = opts.model or (FRAME_MODEL if packing else DEFAULT_MODEL[kind])
+    model_type = opts.model or default_model(kind, packed_frames=packing)
     if kind not in model_kinds(model_type):
         raise EdgeanomError(
             f"model {model_type!r} takes {' or '.join(model_kinds(model_type))} input, the data are {kind}s"
@@ -236,7 +235,7 @@ def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) ->
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
     try:
         meta = _base_meta(prepared, model_type)
-        if model_type in BASELINES:
+        if get_model(model_type).family == "sklearn":
             _fit_baseline(prepared, opts, model_type, staging, meta)
         else:
             _fit_torch(prepared, opts, model_type, staging, meta)
@@ -257,12 +256,12 @@ def _base_meta(prepared: Prepared, model_type: str) -> dict[str, Any]:
         "edgeanom_version": __version__,
         "model": {
             "type": model_type,
-            "family": "sklearn" if model_type in BASELINES else "torch",
+            "family": get_model(model_type).family,
             "params": {},
         },
         "input": {"kind": prepared.kind, "shape": list(prepared.shape), "names": prepared.names},
         "preprocess": prepared.preprocess,
-        "score": {"metric": "mse", "center": None, "map": score_map if model_type != "deep-svdd" else None},
+        "score": {"metric": "mse", "center": None, "map": score_map},
         "threshold": None,
         "onnx": None,
         "checkpoint": None,
@@ -284,10 +283,10 @@ def _fit_torch(
 ) -> None:
     import torch
 
-    from edgeanom.train.checkpoint import TORCH_CHECKPOINT, save_torch
+    from edgeanom.models import build_model
+    from edgeanom.models.checkpoint import TORCH_CHECKPOINT, save_torch
+    from edgeanom.models.onnx_export import export_onnx
     from edgeanom.train.losses import get_loss
-    from edgeanom.train.models import build_model
-    from edgeanom.train.onnx_fp32 import export_onnx
     from edgeanom.train.trainer import fit, resolve_device
 
     device = resolve_device(opts.device)
@@ -297,11 +296,7 @@ def _fit_torch(
         torch.manual_seed(opts.seed)
         net = build_model(model_type, prepared.shape, opts.params)
         batch = int(opts.batch_size or (16 if prepared.kind == "image" else 64))
-        wd = float(
-            opts.weight_decay
-            if opts.weight_decay is not None
-            else (1e-6 if model_type == "deep-svdd" else 0.0)
-        )
+        wd = float(opts.weight_decay if opts.weight_decay is not None else net.weight_decay)
         result = fit(
             net,
             prepared.train_x,
@@ -347,16 +342,14 @@ def _fit_torch(
         "fp16_file": None,
         "parity": parity,
     }
-    if model_type == "deep-svdd":
-        np.save(staging / "center.npy", net.center.detach().cpu().numpy().astype(np.float32))
-        meta["score"] = {"metric": "sse", "center": "center.npy", "map": None}
+    meta["score"] = net.score_section(staging, meta["score"]["map"])
 
 
 def _fit_baseline(
     prepared: Prepared, opts: TrainOptions, model_type: str, staging: Path, meta: dict[str, Any]
 ) -> None:
-    from edgeanom.train.baselines import export_baseline, fit_baseline
-    from edgeanom.train.checkpoint import SKLEARN_CHECKPOINT, save_sklearn
+    from edgeanom.models.baselines import export_baseline, fit_baseline
+    from edgeanom.models.checkpoint import SKLEARN_CHECKPOINT, save_sklearn
 
     started = time.perf_counter()
     estimator, params = fit_baseline(model_type, prepared.train_x, opts.params, seed=int(opts.seed))
@@ -366,7 +359,7 @@ def _fit_baseline(
     meta["model"]["params"] = params
     meta["model"]["train"] = {"seed": int(opts.seed), "seconds": round(seconds, 3)}
     meta["checkpoint"] = SKLEARN_CHECKPOINT
-    meta["score"] = {"metric": "model", "center": None, "map": None}
+    meta["score"] = get_model(model_type)().score_section(staging, None)
     meta["onnx"] = {
         "file": "model.onnx",
         "input": "input",
@@ -406,7 +399,7 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
 
 def _keep_holdout(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
     """Store a capped sample of held-out and training inputs (holdout.npz) for export's parity checks."""
-    from edgeanom.train.holdout import sample_holdout, save_holdout
+    from edgeanom.holdout import sample_holdout, save_holdout
 
     holdout = sample_holdout(
         prepared.val_x,

@@ -16,10 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgeanom.errors import EdgeanomError
-from edgeanom.preprocess import FeatureScaler, ImagePreprocessor, sliding_windows
-from edgeanom.train.config import TrainOptions
-from edgeanom.train.data import (
+from edgeanom.data import (
     FrameRecord,
     Table,
     is_gray_content,
@@ -27,6 +24,10 @@ from edgeanom.train.data import (
     split_counts,
     temporal_split,
 )
+from edgeanom.errors import EdgeanomError
+from edgeanom.models.registry import get_model
+from edgeanom.preprocess import FeatureScaler, ImagePreprocessor, sliding_windows
+from edgeanom.train.config import TrainOptions
 
 CHUNK = 64
 
@@ -178,7 +179,7 @@ def prepare_images(
 
 # --- vectors ----------------------------------------------------------------------------------------------
 def default_scaler(opts: TrainOptions, model_type: str) -> str:
-    return opts.scaler or ("minmax" if model_type == "vae" else "standard")
+    return opts.scaler or get_model(model_type).scaler
 
 
 def prepare_vectors(tables: list[Table], opts: TrainOptions, model_type: str) -> Prepared:

@@ -14,9 +14,7 @@ means its images are complete.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +24,9 @@ import cv2
 import numpy as np
 
 from edgeanom.errors import EdgeanomError
+from edgeanom.fileio import atomic_write_text
 from edgeanom.runtime.annotate import annotate
-from edgeanom.runtime.sinks._records import dumps, event_record, sample_record
+from edgeanom.runtime.sinks.records import dumps, event_record, sample_record
 from edgeanom.runtime.types import SampleResult
 
 JPEG_QUALITY = 92
@@ -135,7 +134,7 @@ class AnomalySaver:
                 "max": float(np.max(emap)),
                 "mean": float(np.mean(emap)),
             }
-        _atomic_write_text(self.directory / f"{stem}.json", dumps(record) + "\n")
+        atomic_write_text(self.directory / f"{stem}.json", dumps(record) + "\n")
         self.saved += 1
 
     def _write_jpeg(self, name: str, image: np.ndarray) -> str:
@@ -151,21 +150,10 @@ class AnomalySaver:
         columns = self.columns if self.columns and len(self.columns) == values.shape[1] else None
         header = ",".join(columns or [f"c{i}" for i in range(values.shape[1])])
         lines = [header] + [",".join(repr(float(v)) for v in row) for row in values]
-        _atomic_write_text(self.directory / name, "\n".join(lines) + "\n")
+        atomic_write_text(self.directory / name, "\n".join(lines) + "\n")
         return name
 
 
 def _slug(name: str) -> str:
     """A file-name-safe form of a stream name: ``camera:0`` -> ``camera-0``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "stream"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,18 +23,16 @@ import threading
 import time
 import uuid
 from typing import Any, Optional
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.runtime.sinks._records import dumps, event_record, sample_record
+from edgeanom.runtime.mqtt_url import DEFAULT_TOPIC, connect_client, parse_mqtt_url  # noqa: F401
+from edgeanom.runtime.sinks.records import dumps, event_record, sample_record
 from edgeanom.runtime.types import SampleResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOPIC = "edgeanom"
 MAX_QUEUED = 10_000  # QoS-1 messages kept while disconnected; beyond this they are counted as dropped
 CONNECT_TIMEOUT_S = 5.0
-_QUERY_KEYS = {"scores", "client_id", "ca", "insecure"}
 
 
 class MqttSink:
@@ -48,7 +46,6 @@ class MqttSink:
         publish_scores: Optional[bool] = None,
         close_timeout_s: float = 5.0,
     ) -> None:
-        import paho.mqtt.client as mqtt
 
         self.url = url
         self.stats = stats
@@ -66,16 +63,7 @@ class MqttSink:
         self._stop = threading.Event()
         self._closed = False
 
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=target["client_id"] or f"edgeanom-{uuid.uuid4().hex[:8]}",
-        )
-        if target["username"] is not None:
-            client.username_pw_set(target["username"], target["password"])
-        if target["tls"]:
-            client.tls_set(ca_certs=target["ca"])
-            if target["insecure"]:
-                client.tls_insecure_set(True)
+        client: Any = connect_client(target, f"edgeanom-{uuid.uuid4().hex[:8]}")
         client.will_set(self._t("status"), dumps(_offline("connection lost")), qos=1, retain=True)
         client.max_queued_messages_set(MAX_QUEUED)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -199,38 +187,3 @@ class MqttSink:
 
 def _offline(reason: str) -> dict[str, Any]:
     return {"state": "offline", "reason": reason}
-
-
-def parse_mqtt_url(url: str) -> dict[str, Any]:
-    """Split an ``mqtt://`` / ``mqtts://`` URL into connection settings; bad URLs raise EdgeanomError."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise EdgeanomError(f"--mqtt {url}: expected mqtt://host[:port]/topic or mqtts://...")
-    try:
-        port = parts.port
-    except ValueError:
-        raise EdgeanomError(f"--mqtt {url}: the port is not a number in 1-65535") from None
-    if not parts.hostname:
-        raise EdgeanomError(f"--mqtt {url}: no broker host (expected mqtt://host[:port]/topic)")
-    topic = unquote(parts.path).strip("/") or DEFAULT_TOPIC
-    if any(c in topic for c in "+#\0") or "#" in url:  # urlsplit would take '#...' as a fragment
-        raise EdgeanomError(f"--mqtt {url}: the topic must not contain the wildcards + or #")
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = sorted(set(query) - _QUERY_KEYS)
-    if unknown:
-        raise EdgeanomError(
-            f"--mqtt {url}: unknown option {unknown[0]!r} (known: {', '.join(sorted(_QUERY_KEYS))})"
-        )
-    tls = parts.scheme == "mqtts"
-    return {
-        "host": parts.hostname,
-        "port": port or (8883 if tls else 1883),
-        "topic": topic,
-        "tls": tls,
-        "username": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password else None,
-        "scores": query.get("scores", "0").lower() in ("1", "true", "yes", "on"),
-        "client_id": query.get("client_id") or None,
-        "ca": query.get("ca") or None,
-        "insecure": query.get("insecure", "0").lower() in ("1", "true", "yes", "on"),
-    }

@@ -34,8 +34,8 @@ import cv2
 
 from edgeanom.errors import EdgeanomError
 from edgeanom.runtime.annotate import annotate
-from edgeanom.runtime.sinks._records import dumps, event_record
 from edgeanom.runtime.sinks.prometheus import render_metrics
+from edgeanom.runtime.sinks.records import dumps, event_record
 from edgeanom.runtime.types import SampleResult
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Stream sources named on the command line: cameras, video files, image folders, sensors."""
+"""Stream sources named on the command line: cameras, video files, image folders, sensors (table: registry.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from edgeanom.errors import EdgeanomError
 from edgeanom.runtime.sources.base import NOTHING, CorruptInput, Source, SourceLost
 from edgeanom.runtime.sources.camera import CameraSource, csi_pipeline
 from edgeanom.runtime.sources.files import ImageFolderSource, VideoFileSource
+from edgeanom.runtime.sources.registry import INPUTS, sensor_source
 from edgeanom.runtime.sources.sensors import (
     CsvFileSource,
     MqttSource,
@@ -39,22 +40,6 @@ __all__ = [
 ]
 
 
-def sensor_source(spec: str, rate_hz: Optional[float] = None) -> Source:
-    """`-` (stdin), `serial://PORT?baud=N`, `mqtt://host:port/topic`, or a CSV file path."""
-    spec = str(spec)
-    if spec == "-":
-        return StdinSource()
-    if spec.startswith("serial:"):
-        return SerialSource(spec)
-    if spec.startswith("mqtt://"):
-        return MqttSource(spec)
-    if "://" in spec:
-        raise EdgeanomError(
-            f"sensor '{spec}': expected a CSV file, '-', serial://PORT or mqtt://host:port/topic"
-        )
-    return CsvFileSource(Path(spec), rate_hz=rate_hz)
-
-
 def make_sources(
     cameras: Sequence[str] = (),
     videos: Sequence[str | Path] = (),
@@ -65,12 +50,11 @@ def make_sources(
     rate_hz: Optional[float] = None,
 ) -> list[Source]:
     """One source per flag, in the order cameras, videos, image folders, sensors (the stream ids)."""
-    sources: list[Source] = [CameraSource(c) for c in cameras]
-    sources += [VideoFileSource(v, realtime=realtime) for v in videos]
-    sources += [ImageFolderSource(d) for d in images]
     if sum(1 for s in sensors if s == "-") > 1:
         raise EdgeanomError("--sensor - (stdin) can be given only once")
-    sources += [sensor_source(s, rate_hz) for s in sensors]
+    sources: list[Source] = []
+    for flag, specs in (("camera", cameras), ("video", videos), ("images", images), ("sensor", sensors)):
+        sources += [INPUTS[flag].open(spec, realtime=realtime, rate_hz=rate_hz) for spec in specs]
     names = [s.name for s in sources]
     for i, name in enumerate(names):
         if name in names[:i]:

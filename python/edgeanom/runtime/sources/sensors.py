@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 
 from edgeanom.errors import EdgeanomError
+from edgeanom.runtime.mqtt_url import connect_client, parse_mqtt_url
 from edgeanom.runtime.sources.base import NOTHING, CorruptInput, SourceLost
 
 MAX_VERBATIM = 120  # characters of a malformed line quoted in reports
@@ -276,27 +277,6 @@ class SerialSource:
                 self._serial = None
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int, str, Optional[str], Optional[str]]:
-    """mqtt://[user:pass@]host[:port]/topic -> (host, port, topic, user, password). '#' wildcards are kept."""
-    if not url.startswith("mqtt://"):
-        raise EdgeanomError(f"'{url}': expected mqtt://host:port/topic")
-    rest = url[len("mqtt://") :]
-    netloc, _, topic = rest.partition("/")
-    user = password = None
-    if "@" in netloc:
-        cred, _, netloc = netloc.rpartition("@")
-        user, _, password = cred.partition(":")
-        user, password = unquote(user), unquote(password) or None
-    host, _, port_text = netloc.partition(":")
-    try:
-        port = int(port_text) if port_text else 1883
-    except ValueError:
-        raise EdgeanomError(f"'{url}': port must be a number, got {port_text!r}") from None
-    if not host or not topic:
-        raise EdgeanomError(f"'{url}': expected mqtt://host:port/topic (host and topic are required)")
-    return host, port, unquote(topic), user, password
-
-
 class MqttSource:
     """Payloads from an MQTT topic (JSON or CSV). Messages queue up to a bound; overflow is counted."""
 
@@ -306,7 +286,8 @@ class MqttSource:
     QUEUE_LIMIT = 10_000
 
     def __init__(self, url: str, connect_timeout_s: float = 5.0) -> None:
-        self.host, self.port, self.topic, self._user, self._password = parse_mqtt_url(url)
+        self._target = parse_mqtt_url(url, flag="--sensor", subscribe=True)
+        self.host, self.port, self.topic = self._target.host, self._target.port, self._target.topic
         self.name = f"sensor:mqtt:{self.host}:{self.port}/{self.topic}"
         self.fps: Optional[float] = None
         self.last_ref: Optional[str] = None
@@ -319,13 +300,10 @@ class MqttSource:
         self._lost: Optional[str] = None
 
     def open(self) -> None:
-        import paho.mqtt.client as mqtt
 
         self._lost = None
         self._subscribed.clear()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        if self._user:
-            client.username_pw_set(self._user, self._password)
+        client: Any = connect_client(self._target)
         client.on_connect = self._on_connect
         client.on_subscribe = lambda *_a: self._subscribed.set()
         client.on_message = self._on_message

@@ -6,33 +6,17 @@ loads with `torch.load(weights_only=True)` and rebuilds through the model regist
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgeanom.bundle import Bundle
 from edgeanom.errors import EdgeanomError
+from edgeanom.fileio import atomic_write
 
 TORCH_CHECKPOINT = "model.pt"
 SKLEARN_CHECKPOINT = "model.pkl"
 CHECKPOINT_FORMAT = 1
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temp file in the same directory and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_torch(model: Any, path: Path) -> None:
@@ -67,7 +51,7 @@ def load_model(bundle: Bundle, device: str = "cpu") -> Any:
     """The bundle's torch model in eval mode; forward(x) returns exactly the ONNX output."""
     import torch
 
-    from edgeanom.train.models import build_model
+    from edgeanom.models.registry import build_model
 
     if bundle.model_family != "torch":
         raise EdgeanomError(f"bundle {bundle.path}: model '{bundle.model_type}' is not a torch model")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.train.checkpoint import atomic_write
+from edgeanom.fileio import atomic_write
 
 OPSET = 17
 INPUT_NAME = "input"

@@ -1,4 +1,4 @@
-"""Models found by the quality benchmarks (docs/quality.md), registered in the model registry on import.
+"""`frame-pred`, the video model found by the quality benchmarks (docs/quality.md).
 
 `frame-pred`: future-frame prediction for video. The input's channels are consecutive frames, oldest first
 (e.g. three grey frames t-2s, t-s, t packed into one 3-channel image); a small U-Net predicts the newest
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.train.models import MODELS, AnomalyModel
+from edgeanom.models.base import AnomalyModel
+from edgeanom.models.registry import PACKED_FRAMES, register
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -30,11 +31,13 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+@register
 class FramePredictor(AnomalyModel):
     """Two-level U-Net that predicts the newest frame (last channel) from the older ones."""
 
     type_name = "frame-pred"
     kinds = ("image",)
+    default_for = (PACKED_FRAMES,)
     defaults: ClassVar[dict[str, Any]] = {"width": 16}
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
@@ -65,7 +68,3 @@ class FramePredictor(AnomalyModel):
         d2 = self.dec2(torch.cat([self.up2(e3), e2], dim=1))
         d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
         return torch.cat([past, self.head(d1)], dim=1)
-
-
-for _cls in (FramePredictor,):
-    MODELS.setdefault(_cls.type_name, _cls)

@@ -9,39 +9,83 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.train.checkpoint import atomic_write
-from edgeanom.train.models import resolve_params
+from edgeanom.fileio import atomic_write
+from edgeanom.models.registry import get_model, register, resolve_params
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "iforest": {"n_estimators": 100, "max_samples": "auto", "max_features": 1.0},
-    "lof": {"n_neighbors": 20, "leaf_size": 30},
-    "ocsvm": {"nu": 0.05, "gamma": "scale", "kernel": "rbf"},
-}
+
+class SklearnBaseline:
+    """A scikit-learn detector registered like the torch models; `estimator` builds the unfitted object."""
+
+    type_name = ""
+    family = "sklearn"
+    kinds: tuple[str, ...] = ("window", "vector")
+    default_for: tuple[str, ...] = ()
+    output_name = "score"
+    defaults: ClassVar[dict[str, Any]] = {}
+    scaler = "standard"
+    weight_decay = 0.0
+    score_metric = "model"  # the graph's output is the score itself
+    scores_maps = False
+
+    @staticmethod
+    def estimator(params: dict[str, Any], seed: int) -> Any:
+        raise NotImplementedError
+
+    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
+        return {"metric": self.score_metric, "center": None, "map": None}
+
+
+@register
+class IsolationForestBaseline(SklearnBaseline):
+    type_name = "iforest"
+    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 100, "max_samples": "auto", "max_features": 1.0}
+
+    @staticmethod
+    def estimator(params: dict[str, Any], seed: int) -> Any:
+        from sklearn.ensemble import IsolationForest
+
+        return IsolationForest(random_state=seed, **params)
+
+
+@register
+class LocalOutlierFactorBaseline(SklearnBaseline):
+    type_name = "lof"
+    defaults: ClassVar[dict[str, Any]] = {"n_neighbors": 20, "leaf_size": 30}
+
+    @staticmethod
+    def estimator(params: dict[str, Any], seed: int) -> Any:
+        from sklearn.neighbors import LocalOutlierFactor
+
+        return LocalOutlierFactor(novelty=True, **params)
+
+
+@register
+class OneClassSVMBaseline(SklearnBaseline):
+    type_name = "ocsvm"
+    defaults: ClassVar[dict[str, Any]] = {"nu": 0.05, "gamma": "scale", "kernel": "rbf"}
+
+    @staticmethod
+    def estimator(params: dict[str, Any], seed: int) -> Any:
+        from sklearn.svm import OneClassSVM
+
+        return OneClassSVM(**params)
 
 
 def fit_baseline(
     model_type: str, train_x: np.ndarray, params: dict[str, Any], seed: int = 0
 ) -> tuple[Any, dict[str, Any]]:
     """Fit on normal training samples (flattened); returns the estimator and its resolved parameters."""
-    from sklearn.ensemble import IsolationForest
-    from sklearn.neighbors import LocalOutlierFactor
-    from sklearn.svm import OneClassSVM
-
-    if model_type not in DEFAULTS:
-        raise EdgeanomError(f"unknown baseline {model_type!r}; choose one of: {', '.join(DEFAULTS)}")
-    resolved = resolve_params(model_type, params, DEFAULTS[model_type])
+    cls = get_model(model_type)
+    if cls.family != "sklearn":
+        raise EdgeanomError(f"{model_type!r} is a torch model, not a scikit-learn baseline")
+    resolved = resolve_params(model_type, params, cls.defaults)
     flat = np.ascontiguousarray(train_x.reshape(train_x.shape[0], -1), dtype=np.float32)
-    if model_type == "iforest":
-        est = IsolationForest(random_state=seed, **resolved)
-    elif model_type == "lof":
-        est = LocalOutlierFactor(novelty=True, **resolved)
-    else:
-        est = OneClassSVM(**resolved)
+    est = cls.estimator(resolved, seed)
     est.fit(flat)
     return est, resolved
 

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from edgeanom._version import __version__
 from edgeanom.errors import EdgeanomError
-from edgeanom.train.checkpoint import atomic_write
+from edgeanom.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,8 @@ class EngineCache:
             "edgeanom_version": __version__,
             **(extra or {}),
         }
-        _atomic_write(self.root / name, plan)
-        _atomic_write(self.root / _sidecar_name(name), (json.dumps(entry, indent=2) + "\n").encode())
+        atomic_write_bytes(self.root / name, plan)
+        atomic_write_bytes(self.root / _sidecar_name(name), (json.dumps(entry, indent=2) + "\n").encode())
         self._drop_stale(key, keep=name)
         return self.root / name
 
@@ -311,10 +311,6 @@ def _batch_range(fields: dict[str, Any]) -> tuple[int, int]:
 
 def _sidecar_name(plan_name: str) -> str:
     return plan_name[: -len(".plan")] + ".json" if plan_name.endswith(".plan") else plan_name + ".json"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda fh: fh.write(data))
 
 
 def timing_cache_path(root: Path, device: DeviceInfo) -> Path:

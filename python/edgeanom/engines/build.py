@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from edgeanom.backends.tensorrt import INSTALL_HINT, cuda_api, import_tensorrt, tensorrt_major
-from edgeanom.errors import EdgeanomError
-from edgeanom.export.engine_cache import (
+from edgeanom.engines.cache import (
     DeviceInfo,
     EngineCache,
     EngineKey,
@@ -29,8 +27,11 @@ from edgeanom.export.engine_cache import (
     sha256_file,
     timing_cache_path,
 )
-from edgeanom.export.fused import HEAD_PREFIX
-from edgeanom.train.checkpoint import atomic_write
+from edgeanom.engines.cuda import INSTALL_HINT, cuda_api, import_tensorrt, tensorrt_major
+from edgeanom.errors import EdgeanomError
+from edgeanom.fileio import atomic_write
+
+HEAD_PREFIX = "score_head/"  # names the fused score head's layers (export.fused builds them), kept FP32
 
 if TYPE_CHECKING:
     from edgeanom.bundle import Bundle
@@ -64,7 +65,7 @@ def tensorrt_status() -> tuple[bool, str]:
 
 def jetson_release(path: Path = NV_TEGRA_RELEASE) -> tuple[Optional[str], Optional[str]]:
     """(L4T release, JetPack release) on a Jetson, (None, None) elsewhere."""
-    from edgeanom.benchmarking.jetson import parse_nv_tegra_release
+    from edgeanom.jetson import parse_nv_tegra_release
 
     try:
         info = parse_nv_tegra_release(path.read_text(errors="replace"))

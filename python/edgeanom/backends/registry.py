@@ -1,0 +1,147 @@
+"""The backend table: name -> module that opens a Runner for a bundle and says why it cannot run here.
+
+`run`, `bench`, `info` and the Python API all read this table. Adding a backend is one module with
+`unavailable(bundle)` and `open_for_bundle(bundle, options)` plus one `Backend(...)` line below. Modules are
+imported only when a backend is asked for, and their heavy dependencies only when a runner is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from edgeanom.bundle import Bundle
+from edgeanom.errors import EdgeanomError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What every backend may be asked for; a backend ignores what it has no use for."""
+
+    precision: str = "fp32"
+    max_batch: Optional[int] = None
+    threads: int = 0
+    reuse_outputs: bool = False  # outputs may be overwritten by the next infer (the run loop copies first)
+    spin_wait: Optional[bool] = None
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str
+    precisions: tuple[str, ...]
+    description: str
+
+    def _impl(self) -> Any:
+        return importlib.import_module(self.module)
+
+    def unavailable(self, bundle: Optional[Bundle] = None) -> Optional[str]:
+        """Why this backend cannot run here (or for this bundle); None when it can. Loads nothing heavy."""
+        return self._impl().unavailable(bundle)
+
+    def precision_unavailable(self, precision: str, bundle: Optional[Bundle] = None) -> Optional[str]:
+        if precision not in PRECISIONS:
+            return f"{precision}: unknown precision (choose from {', '.join(PRECISIONS)})"
+        if precision == "int8" and "int8" not in self.precisions:
+            return (
+                f"int8: only the TensorRT backend builds INT8 engines ({self.name} skipped); "
+                "int8 needs the TensorRT backend (--backend tensorrt)"
+            )
+        check = getattr(self._impl(), "precision_unavailable", None)
+        reason = check(precision, bundle) if check is not None else None
+        if reason is None and precision not in self.precisions:
+            reason = f"{precision}: the {self.name} backend runs {'/'.join(self.precisions)}"
+        return reason
+
+    def open(self, bundle: Bundle, options: BackendOptions) -> Any:
+        return self._impl().open_for_bundle(bundle, options)
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("tensorrt", "edgeanom.backends.tensorrt", PRECISIONS, "TensorRT engine on a CUDA GPU"),
+        Backend(
+            "onnxruntime",
+            "edgeanom.backends.onnxruntime",
+            ("fp32", "fp16"),
+            "ONNX Runtime (TensorRT EP, CUDA EP or CPU)",
+        ),
+        Backend("torch", "edgeanom.backends.torch", ("fp32",), "PyTorch checkpoint (the FP32 reference)"),
+    )
+}
+AUTO_ORDER = ("tensorrt", "onnxruntime")  # `auto` tries these in turn: fastest first
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise EdgeanomError(
+            f"unknown backend {name!r}: expected one of {', '.join(['auto', *BACKENDS])}"
+        ) from None
+
+
+def backend_names() -> list[str]:
+    return list(BACKENDS)
+
+
+def open_runner(
+    bundle: Bundle,
+    backend: str = "auto",
+    precision: str = "fp32",
+    max_batch: Optional[int] = None,
+    threads: int = 0,
+    *,
+    reuse_outputs: bool = False,
+    spin_wait: Optional[bool] = None,
+) -> Any:
+    """Open the bundle's model on a backend. `auto` picks the fastest one available.
+
+    The runner's `selection` attribute says what was chosen and why (e.g. why TensorRT was skipped), so the
+    CLI can tell the user.
+    """
+    if precision not in PRECISIONS:
+        raise EdgeanomError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    options = BackendOptions(precision, max_batch, threads, reuse_outputs, spin_wait)
+    if backend != "auto":
+        chosen = get_backend(backend)
+        reason = chosen.precision_unavailable(precision, bundle)
+        if reason:
+            raise EdgeanomError(reason)
+        runner = chosen.open(bundle, options)
+        _note(runner, f"{runner.name} (asked for{'; the reference path' if backend == 'torch' else ''})")
+        return runner
+    skipped: list[str] = []
+    for i, name in enumerate(AUTO_ORDER):
+        candidate = BACKENDS[name]
+        last = i == len(AUTO_ORDER) - 1
+        want = "fp32" if precision == "int8" and last else precision  # INT8 only where TensorRT builds it
+        reason = candidate.unavailable(bundle) or candidate.precision_unavailable(want, bundle)
+        if reason and not last:
+            skipped.append(f"{name} skipped: {reason}")
+            continue
+        if reason:
+            raise EdgeanomError(reason)
+        try:
+            runner = candidate.open(
+                bundle, BackendOptions(want, max_batch, threads, reuse_outputs, spin_wait)
+            )
+        except (EdgeanomError, ImportError, RuntimeError) as exc:
+            if last:
+                raise
+            skipped.append(f"{name} failed: {exc}")
+            continue
+        why = "; ".join(skipped) if skipped else "fastest available"
+        _note(runner, f"auto: {runner.name} ({why})")
+        return runner
+    raise EdgeanomError("no backend could be opened")  # unreachable: the last candidate raises
+
+
+def _note(runner: Any, text: str) -> None:
+    with contextlib.suppress(AttributeError):  # a runner with __slots__: the CLI falls back to its name
+        runner.selection = text
