@@ -30,6 +30,7 @@ Schema (documented in docs/bundle.md) — `bundle.json` holds:
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,12 +170,7 @@ def load_bundle(path: str | os.PathLike[str] = DEFAULT_BUNDLE_DIR, *, need_onnx:
             f"{meta_file}: unknown schema_version {version!r} (this edgeanom {__version__} reads "
             f"version {SCHEMA_VERSION}); retrain or upgrade edgeanom"
         )
-    for key in _REQUIRED:
-        if key not in meta:
-            raise EdgeanomError(f"{meta_file}: required field '{key}' is missing")
-    kind = meta["input"].get("kind")
-    if kind not in INPUT_KINDS:
-        raise EdgeanomError(f"{meta_file}: input.kind must be one of {INPUT_KINDS}, got {kind!r}")
+    validate_meta(meta, str(meta_file))
     bundle = Bundle(root, meta)
     if need_onnx and not bundle.onnx_path.is_file():
         raise EdgeanomError(
@@ -182,3 +178,92 @@ def load_bundle(path: str | os.PathLike[str] = DEFAULT_BUNDLE_DIR, *, need_onnx:
             f"(re-create it with: edgeanom export {root})"
         )
     return bundle
+
+
+# --- validation: every section, so a bad bundle fails at load with one line in run, eval, export and bench ---
+SCORE_METRICS = ("mse", "mae", "sse", "rmse", "max", "model")  # "model": the graph outputs the score itself
+MAP_MODES = ("max", "topk_mean")
+_RANK = {"image": 3, "window": 2, "vector": 1}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_meta(meta: dict[str, Any], where: str) -> None:
+    """Check bundle.json's sections; raise EdgeanomError naming `where`, the field and the value at fault."""
+
+    def bad(field_name: str, expected: str, value: Any) -> EdgeanomError:
+        return EdgeanomError(f"{where}: {field_name} must be {expected}, got {value!r}")
+
+    for key in _REQUIRED:
+        if key not in meta:
+            raise EdgeanomError(f"{where}: required field '{key}' is missing")
+    model = meta["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("type"), str) or not model["type"]:
+        raise bad("model.type", "a model name", model.get("type") if isinstance(model, dict) else model)
+    if model.get("family", "torch") not in ("torch", "sklearn"):
+        raise bad("model.family", "'torch' or 'sklearn'", model.get("family"))
+    inp = meta["input"]
+    if not isinstance(inp, dict):
+        raise bad("input", "an object with kind and shape", inp)
+    kind = inp.get("kind")
+    if kind not in INPUT_KINDS:
+        raise EdgeanomError(f"{where}: input.kind must be one of {INPUT_KINDS}, got {kind!r}")
+    shape = inp.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != _RANK[kind]
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 20 for d in shape)
+    ):
+        raise bad("input.shape", f"{_RANK[kind]} positive integers for {kind} input", shape)
+    for key in ("preprocess", "onnx"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise bad(key, "an object", meta[key])
+    score = meta.get("score")
+    if score is not None:
+        _validate_score(score, bad)
+    threshold = meta["threshold"]
+    if threshold is None:
+        return  # a bundle being trained; run/eval need one and say so when they read it
+    if not isinstance(threshold, dict):
+        raise bad("threshold", "an object with a value", threshold)
+    value = threshold.get("value")
+    if not _number(value):
+        raise bad("threshold.value", "a finite number", value)
+    if not isinstance(threshold.get("stats", {}), dict):
+        raise bad("threshold.stats", "an object", threshold.get("stats"))
+    metric = (score or {}).get("metric", "mse")
+    normalised = bool(((score or {}).get("map") or {}).get("normalize"))
+    if metric != "model" and not normalised and value < 0:
+        raise bad("threshold.value", f"a number >= 0 (a {metric} error is never negative)", value)
+
+
+def _validate_score(score: Any, bad: Any) -> None:
+    if not isinstance(score, dict):
+        raise bad("score", "an object with a metric", score)
+    if score.get("metric", "mse") not in SCORE_METRICS:
+        raise bad("score.metric", f"one of {', '.join(SCORE_METRICS)}", score.get("metric"))
+    if score.get("center") is not None and not isinstance(score["center"], str):
+        raise bad("score.center", "a file name or null", score["center"])
+    weights = score.get("weights")
+    if weights is not None and not (isinstance(weights, list) and all(_number(w) for w in weights)):
+        raise bad("score.weights", "a list of finite numbers or null", "<non-numeric list>")
+    smap = score.get("map")
+    if smap is None:
+        return
+    if not isinstance(smap, dict):
+        raise bad("score.map", "an object or null", smap)
+    sigma = smap.get("blur_sigma", 0.0)
+    if not _number(sigma) or sigma < 0:
+        raise bad("score.map.blur_sigma", "a finite number >= 0", sigma)
+    if smap.get("mode", "max") not in MAP_MODES:
+        raise bad("score.map.mode", f"one of {', '.join(MAP_MODES)}", smap.get("mode"))
+    k = smap.get("k")
+    if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
+        raise bad("score.map.k", "an integer >= 1 or null", k)
+    norm = smap.get("normalize")
+    if norm not in (None, False) and not (
+        isinstance(norm, dict) and isinstance(norm.get("mean"), str) and isinstance(norm.get("scale"), str)
+    ):
+        raise bad("score.map.normalize", "null or an object naming the mean and scale files", norm)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from edgeanom.errors import EdgeanomError
+from edgeanom.preprocess import sliding_windows
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -569,3 +570,19 @@ def temporal_split(sequences: Sequence[str], val_fraction: float, what: str) -> 
         if k:
             val[idx[-k:]] = True
     return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def label_windows(labels: Optional[np.ndarray], length: int, stride: int, n_rows: int) -> np.ndarray:
+    """A window is anomalous when any of its time steps is."""
+    if labels is None:
+        n = max(0, (n_rows - length) // stride + 1)
+        return np.zeros(n, dtype=np.int8)
+    w = sliding_windows(labels.astype(np.float32)[:, None], length, stride)
+    return (w.max(axis=(1, 2)) > 0).astype(np.int8) if len(w) else np.zeros(0, np.int8)
+
+
+def windows_with_labels(
+    values: np.ndarray, labels: Optional[np.ndarray], length: int, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(T, C) rows -> (W, length, C) windows in time order, each labelled like `label_windows`."""
+    return sliding_windows(values, length, stride), label_windows(labels, length, stride, len(values))

@@ -60,7 +60,7 @@ def evaluate_bundle(
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
 
     bundle = load_bundle(bundle_dir)
-    from edgeanom.train.config import resolve_threads
+    from edgeanom.threads import resolve_threads
 
     loaders.single_source(data=data, frames=frames, table=table, series=series)
     n_threads = resolve_threads(threads)
@@ -170,7 +170,7 @@ def _score_tables(
             x, y = t.values, t.labels
             names += [f"{t.source}:{i + 1}" for i in range(len(y))]
         else:
-            from edgeanom.train.prepare import windows_with_labels
+            from edgeanom.data import windows_with_labels
 
             window = spec["window"]
             length, stride = int(window["length"]), int(window["stride"])

@@ -161,8 +161,8 @@ def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, O
 
 def _load_tables(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
     from edgeanom import data as loaders
+    from edgeanom.data import label_windows
     from edgeanom.preprocess import Preprocessor, sliding_windows
-    from edgeanom.train.prepare import label_windows
 
     spec = bundle.preprocess
     tables = loaders.load_tables(

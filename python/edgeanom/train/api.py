@@ -183,8 +183,8 @@ def _prepare(
 
 def _add_validation_data(prepared: Prepared, opts: TrainOptions) -> None:
     """Preprocess a labelled validation set exactly like the training data and add it for calibration."""
+    from edgeanom.data import windows_with_labels
     from edgeanom.preprocess import FeatureScaler
-    from edgeanom.train.prepare import windows_with_labels
 
     if prepared.kind == "image":
         spec = prepared.preprocess["image"]

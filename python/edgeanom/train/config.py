@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from edgeanom.errors import EdgeanomError
+from edgeanom.threads import resolve_threads  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -110,8 +110,3 @@ def parse_param(text: str) -> tuple[str, Any]:
         raise EdgeanomError(f"--param {text!r}: expected NAME=VALUE, e.g. --param latent=10")
     parsed = yaml.safe_load(f"[{value}]") if "," in value else yaml.safe_load(value)
     return key.strip().replace("-", "_"), parsed
-
-
-def resolve_threads(threads: Optional[int]) -> int:
-    """CPU threads for torch and ONNX Runtime: as given, else min(2, cores) (a small board shares its CPU)."""
-    return int(threads) if threads else max(1, min(2, os.cpu_count() or 1))

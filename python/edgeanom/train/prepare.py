@@ -23,10 +23,11 @@ from edgeanom.data import (
     random_split,
     split_counts,
     temporal_split,
+    windows_with_labels,
 )
 from edgeanom.errors import EdgeanomError
 from edgeanom.models.registry import get_model
-from edgeanom.preprocess import FeatureScaler, ImagePreprocessor, sliding_windows
+from edgeanom.preprocess import FeatureScaler, ImagePreprocessor
 from edgeanom.train.config import TrainOptions
 
 CHUNK = 64
@@ -224,22 +225,6 @@ def _table_info(tables: list[Table], n_anomalous: int, split: str) -> dict[str, 
 
 
 # --- windows ----------------------------------------------------------------------------------------------
-def label_windows(labels: Optional[np.ndarray], length: int, stride: int, n_rows: int) -> np.ndarray:
-    """A window is anomalous when any of its time steps is."""
-    if labels is None:
-        n = max(0, (n_rows - length) // stride + 1)
-        return np.zeros(n, dtype=np.int8)
-    w = sliding_windows(labels.astype(np.float32)[:, None], length, stride)
-    return (w.max(axis=(1, 2)) > 0).astype(np.int8) if len(w) else np.zeros(0, np.int8)
-
-
-def windows_with_labels(
-    values: np.ndarray, labels: Optional[np.ndarray], length: int, stride: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(T, C) rows -> (W, length, C) windows in time order, each labelled like `label_windows`."""
-    return sliding_windows(values, length, stride), label_windows(labels, length, stride, len(values))
-
-
 def prepare_windows(tables: list[Table], opts: TrainOptions, model_type: str) -> Prepared:
     length, stride = int(opts.window), int(opts.stride)
     if length < 2 or stride < 1:
