@@ -7,6 +7,7 @@ Layers, bottom to top (docs/architecture.md draws the same map):
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -182,4 +183,5 @@ def test_runtime_and_run_work_without_torch(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert len(events.read_text().splitlines()) == 20
+    kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
+    assert kinds.count("sample") == 20 and kinds[-1] == "summary"
