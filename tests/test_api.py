@@ -44,7 +44,17 @@ def test_legacy_bundle_runs_through_the_cli(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     result = CliRunner().invoke(
         app,
-        ["run", "--model", str(bundle_dir), "--sensor", str(csv), "--events", str(events), "--status-interval", "0"],
+        [
+            "run",
+            "--model",
+            str(bundle_dir),
+            "--sensor",
+            str(csv),
+            "--events",
+            str(events),
+            "--status-interval",
+            "0",
+        ],
     )
     assert result.exit_code == 0, result.output
     scores = [json.loads(line)["score"] for line in events.read_text().splitlines() if '"score"' in line]
@@ -101,5 +111,7 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     test = doctest.DocTestParser().get_doctest(_readme_example(), {}, "README", "README.md", 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     runner.run(test)
-    assert runner.failures == 0 and runner.tries >= 4, f"{runner.failures} of {runner.tries} README lines failed"
+    assert runner.failures == 0 and runner.tries >= 4, (
+        f"{runner.failures} of {runner.tries} README lines failed"
+    )
     assert load_bundle(tmp_path / "pump-model").model_type == "dense-ae"

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeanom import environment
-from edgeanom import jetson
+from edgeanom import environment, jetson
 from edgeanom.benchmarking.tegrastats import TegrastatsSampler, parse_tegrastats_line, summarize_power
 
 NANO_JP461 = (

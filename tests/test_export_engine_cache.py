@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeanom.errors import EdgeanomError
+from edgeanom.engines.build import jetson_release
 from edgeanom.engines.cache import (
     DeviceInfo,
     EngineCache,
@@ -22,7 +22,7 @@ from edgeanom.engines.cache import (
     mismatch_reasons,
     timing_cache_path,
 )
-from edgeanom.engines.build import jetson_release
+from edgeanom.errors import EdgeanomError
 
 ORIN = DeviceInfo("10.3.0", "Orin", "8.7", l4t="36.4.3", jetpack="6.2")
 RTX = DeviceInfo("10.7.0", "NVIDIA GeForce RTX 4090", "8.9")

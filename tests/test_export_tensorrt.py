@@ -126,9 +126,9 @@ def test_parser_errors_name_the_rejected_node(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper
 
-    from edgeanom.errors import EdgeanomError
-    from edgeanom.engines.cache import Profile
     from edgeanom.engines.build import BuildRequest, build_engine
+    from edgeanom.engines.cache import Profile
+    from edgeanom.errors import EdgeanomError
 
     node = helper.make_node("NotARealOp", ["input"], ["output"], name="mystery", domain="edgeanom.test")
     graph = helper.make_graph(

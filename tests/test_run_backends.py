@@ -72,8 +72,8 @@ def test_fixed_batch_model_caps_the_pipeline_batch(tmp_path: Path) -> None:
 
 def test_torch_reference_runner_matches_onnxruntime(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from edgeanom.models.checkpoint import save_torch
     from edgeanom.models import build_model
+    from edgeanom.models.checkpoint import save_torch
     from edgeanom.models.onnx_export import export_onnx
 
     torch.manual_seed(0)

@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgeanom.bundle import load_bundle  # noqa: E402
-from edgeanom.errors import EdgeanomError  # noqa: E402
-from edgeanom.train.api import train_bundle  # noqa: E402
-from edgeanom.models.checkpoint import load_model, load_sklearn  # noqa: E402
 from edgeanom.data import random_split  # noqa: E402
+from edgeanom.errors import EdgeanomError  # noqa: E402
 from edgeanom.holdout import load_holdout, sample_holdout  # noqa: E402
+from edgeanom.models.checkpoint import load_model, load_sklearn  # noqa: E402
+from edgeanom.train.api import train_bundle  # noqa: E402
 
 FAST = {"progress": False, "threads": 1, "epochs": 4}
 

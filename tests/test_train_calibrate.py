@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeanom.errors import EdgeanomError
 from edgeanom.calibration import best_f1_threshold, calibrate, parse_method
+from edgeanom.errors import EdgeanomError
 
 
 @pytest.fixture

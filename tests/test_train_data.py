@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeanom.errors import EdgeanomError
 from edgeanom.data import ImageSource, load_tables, random_split, split_counts, temporal_split
+from edgeanom.errors import EdgeanomError
 
 
 def _texture(rng, h=32, w=32) -> np.ndarray:

@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 
 from edgeanom.bundle import Bundle  # noqa: E402
 from edgeanom.errors import EdgeanomError  # noqa: E402
-from edgeanom.models.checkpoint import TORCH_CHECKPOINT, load_model, save_torch  # noqa: E402
 from edgeanom.models import build_model, model_names  # noqa: E402
+from edgeanom.models.checkpoint import TORCH_CHECKPOINT, load_model, save_torch  # noqa: E402
 from edgeanom.models.onnx_export import export_onnx  # noqa: E402
 
 torch.set_num_threads(1)

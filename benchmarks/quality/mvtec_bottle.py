@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--color", default="rgb")
     p.add_argument("--loss", default="ssim+l2")
     p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=16)
     p.add_argument("--blur-sigma", type=float, default=None, help="default: the train API's (2 px per 128)")
     p.add_argument("--topk", type=int, default=None, help="default: the train API's (1 %% of the pixels)")
     p.add_argument("--seed", type=int, default=0)

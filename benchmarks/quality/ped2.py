@@ -17,7 +17,7 @@ ONNX, then score every test frame through OpenCV decode -> bundle `Preprocessor`
 Settings (image size, epochs, EWMA alpha) are fixed in advance; the test set is only scored once.
 
     python benchmarks/quality/ped2.py [--data ../shared/data/ucsd_ped2] [--epochs 12]
-    python benchmarks/quality/ped2.py --temporal 2 --epochs 8 --batch-size 16 --out ped2_temporal \
+    python benchmarks/quality/ped2.py --temporal 2 --epochs 8 --batch 16 --out ped2_temporal \
         --work build/quality/ped2_temporal
 """
 
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latent", type=int, default=128)
     p.add_argument("--loss", default="l2")
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
     p.add_argument(
         "--frame-step", type=int, default=2, help="use every n-th training frame (neighbours are near copies)"
     )

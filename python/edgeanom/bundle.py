@@ -175,7 +175,7 @@ def load_bundle(path: str | os.PathLike[str] = DEFAULT_BUNDLE_DIR, *, need_onnx:
     if need_onnx and not bundle.onnx_path.is_file():
         raise EdgeanomError(
             f"bundle {root}: ONNX model '{bundle.onnx_path.name}' is missing "
-            f"(re-create it with: edgeanom export {root})"
+            f"(re-create it with: edgeanom export --model {root})"
         )
     return bundle
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
@@ -14,6 +14,27 @@ from edgeanom.errors import EdgeanomError
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_BUNDLE = Path("edgeanom-model")
+
+# Options that mean the same thing in every command are declared here once.
+BUNDLE_HELP = "Model bundle directory (written by `edgeanom train`)."
+BundleOption = Annotated[Path, typer.Option("--model", "-m", help=BUNDLE_HELP)]
+BATCH_HELP = "Batch size: samples per inference call."
+LegacyBundleArgument = Annotated[
+    Optional[Path], typer.Argument(hidden=True, help="Deprecated: give the bundle as --model DIR.")
+]
+
+
+def deprecated(old: str, new: str) -> None:
+    """One line on stderr for a spelling kept for one release."""
+    typer.echo(f"edgeanom: {old} is deprecated and goes in the next release; use {new}", err=True)
+
+
+def bundle_from(model: Path, legacy_positional: Optional[Path]) -> Path:
+    """The bundle from --model, or from the old positional argument (with a deprecation line)."""
+    if legacy_positional is None:
+        return model
+    deprecated("the bundle as a positional argument", f"--model {legacy_positional}")
+    return legacy_positional
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

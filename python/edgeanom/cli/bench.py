@@ -8,7 +8,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from edgeanom.cli._common import DEFAULT_BUNDLE, fail, handle_errors
+from edgeanom.cli._common import (
+    DEFAULT_BUNDLE,
+    BundleOption,
+    LegacyBundleArgument,
+    bundle_from,
+    deprecated,
+    fail,
+    handle_errors,
+)
 from edgeanom.errors import EdgeanomError
 
 
@@ -185,9 +193,8 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     @handle_errors
     def bench(
-        bundle_dir: Annotated[
-            Optional[Path], typer.Argument(help="Model bundle directory (default: ./edgeanom-model).")
-        ] = None,
+        legacy_bundle: LegacyBundleArgument = None,
+        model: BundleOption = DEFAULT_BUNDLE,
         backend: Annotated[
             str,
             typer.Option(
@@ -214,8 +221,12 @@ def register(app: typer.Typer) -> None:
         source: Annotated[
             str, typer.Option("--source", help="synthetic | camera | camera:N | path to a video file.")
         ] = "synthetic",
-        json_out: Annotated[
-            Optional[Path], typer.Option("--json", help="Write the report (or comparison) here.")
+        report_out: Annotated[
+            Optional[Path],
+            typer.Option("--report", help="Write the JSON report (or comparison) to this file."),
+        ] = None,
+        legacy_json: Annotated[
+            Optional[Path], typer.Option("--json", hidden=True, help="Deprecated: use --report FILE.")
         ] = None,
         plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG figure here.")] = None,
         compare: Annotated[
@@ -227,6 +238,11 @@ def register(app: typer.Typer) -> None:
         ] = 100,
     ) -> None:
         """Measure latency, throughput, memory and power of the whole pipeline, the way trtexec does."""
+        json_out = report_out
+        if legacy_json is not None:
+            deprecated("--json FILE", f"--report {legacy_json}")
+            json_out = json_out or legacy_json
+        bundle_dir = bundle_from(model, legacy_bundle)
         if compare:
             _run_compare(compare, json_out)
             return
@@ -237,7 +253,7 @@ def register(app: typer.Typer) -> None:
         from edgeanom.benchmarking.runner import BACKENDS, PRECISIONS, BenchPlan, run_bench
 
         plan = BenchPlan(
-            bundle_dir=bundle_dir or DEFAULT_BUNDLE,
+            bundle_dir=bundle_dir,
             backends=parse_name_list(backend, "--backend", ("all", *BACKENDS)),
             precisions=parse_name_list(precision, "--precision", PRECISIONS),
             batches=parse_int_list(batch, "--batch"),

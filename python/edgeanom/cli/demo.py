@@ -97,7 +97,7 @@ def demo(
     console.print(
         f"[bold]3/4 export[/]: {bundle.onnx_path}"
         + (f" (ONNX Runtime matches PyTorch to {diff:.1e})" if diff is not None else "")
-        + f"; for TensorRT: edgeanom export {bundle_dir}"
+        + f"; for TensorRT: edgeanom export --model {bundle_dir}"
     )
 
     record_path = out / "annotated.mp4" if record else None

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from edgeanom.cli._common import DEFAULT_BUNDLE, handle_errors
+from edgeanom.cli._common import BATCH_HELP, DEFAULT_BUNDLE, BundleOption, deprecated, handle_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,7 @@ def evaluate(
             help="Labelled test data: MVTec-style folder (good/ + defect folders), frames/video with --labels, or a table/sensor CSV with a label column.",
         ),
     ],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Bundle directory.")] = DEFAULT_BUNDLE,
+    model: BundleOption = DEFAULT_BUNDLE,
     labels: Annotated[
         Optional[Path],
         typer.Option(
@@ -48,7 +48,10 @@ def evaluate(
     drop_na: Annotated[
         bool, typer.Option("--drop-na", help="Drop rows with missing values instead of failing.")
     ] = False,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Inference batch size.")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", min=1, help=BATCH_HELP)] = None,
+    legacy_batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", hidden=True, help="Deprecated: use --batch.")
+    ] = None,
     threads: Annotated[
         Optional[int], typer.Option("--threads", help="ONNX Runtime CPU threads (default min(2, cores)).")
     ] = None,
@@ -66,7 +69,7 @@ def evaluate(
         report_dir=report,
         label_column=label_column,
         drop_na=drop_na,
-        batch_size=batch_size,
+        batch_size=_batch(batch, legacy_batch_size),
         threads=threads,
     )
     if as_json:
@@ -122,3 +125,9 @@ def print_report(result: dict[str, Any], report_dir: Optional[Path]) -> None:
         console.print(pc)
     if report_dir is not None:
         console.print(f"report written to {report_dir}/report.json")
+
+
+def _batch(batch: Optional[int], legacy: Optional[int]) -> Optional[int]:
+    if legacy is not None:
+        deprecated("--batch-size", f"--batch {legacy}")
+    return batch if batch is not None else legacy

@@ -8,7 +8,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from edgeanom.cli._common import DEFAULT_BUNDLE, fail, handle_errors
+from edgeanom.cli._common import (
+    DEFAULT_BUNDLE,
+    BundleOption,
+    LegacyBundleArgument,
+    bundle_from,
+    fail,
+    handle_errors,
+)
+from edgeanom.engines.build import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB
 
 
 def register(app: typer.Typer) -> None:
@@ -20,9 +28,8 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def export(
-    bundle_dir: Annotated[
-        Path, typer.Argument(help="Bundle directory (written by `edgeanom train`).", show_default=True)
-    ] = DEFAULT_BUNDLE,
+    legacy_bundle: LegacyBundleArgument = None,
+    model: BundleOption = DEFAULT_BUNDLE,
     fp16: Annotated[
         bool,
         typer.Option(
@@ -64,14 +71,14 @@ def export(
     ] = None,
     max_batch: Annotated[
         int, typer.Option("--max-batch", help="Largest batch the engine accepts (profile max; min is 1).")
-    ] = 8,
+    ] = DEFAULT_MAX_BATCH,
     opt_batch: Annotated[
         Optional[int],
         typer.Option("--opt-batch", help="Batch size TensorRT tunes for (default: half of max)."),
     ] = None,
     workspace: Annotated[
         int, typer.Option("--workspace", help="TensorRT builder workspace limit in MB.")
-    ] = 1024,
+    ] = DEFAULT_WORKSPACE_MB,
     triton: Annotated[
         Optional[Path], typer.Option("--triton", help="Write a Triton model repository into this directory.")
     ] = None,
@@ -89,6 +96,7 @@ def export(
     """Write the ONNX artifacts, check them against PyTorch and the C++ core, and build or describe engines."""
     from edgeanom.export.pipeline import ExportOptions, export_bundle
 
+    bundle_dir = bundle_from(model, legacy_bundle)
     result = export_bundle(
         bundle_dir,
         ExportOptions(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeanom.cli._common import DEFAULT_BUNDLE, handle_errors
+from edgeanom.cli._common import DEFAULT_BUNDLE, BundleOption, handle_errors
 
 HELP = """Score streams with a trained bundle and emit events.
 
@@ -26,9 +26,7 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def run(
-    model: Annotated[
-        Path, typer.Option("--model", "-m", help="Bundle directory written by `edgeanom train`.")
-    ] = (DEFAULT_BUNDLE),
+    model: BundleOption = DEFAULT_BUNDLE,
     camera: Annotated[
         Optional[list[str]],
         typer.Option("--camera", "-c", help="Camera: index, rtsp/http URL, GStreamer pipeline or csi:N."),

@@ -7,10 +7,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from edgeanom.cli._common import handle_errors
+from edgeanom.cli._common import deprecated, handle_errors
 from edgeanom.errors import EdgeanomError
 
-_MODELS = "dense-ae, vae (vectors); conv-ae, conv-vae (images); window-ae, lstm-ae (sensor windows); frame-pred (video, with --frame-pack); deep-svdd (any); iforest, lof, ocsvm (baselines)"
+
+def _registered_models() -> str:
+    """The registry's models for the help text (it needs torch; without it the help says so)."""
+    try:
+        from edgeanom.models import describe_models
+
+        return describe_models()
+    except ImportError:
+        return "see `pip install 'edgeanom[train]'`"
 
 
 def register(app: typer.Typer) -> None:
@@ -29,13 +37,18 @@ def train(
             help="Normal training data: image folder/file, video, frame folders, CSV/Parquet table or sensor CSV (or a folder of them).",
         ),
     ] = None,
-    model: Annotated[
+    model_type: Annotated[
         Optional[str],
         typer.Option(
-            "--model",
-            "-m",
-            help=f"Model type: {_MODELS}. Default: conv-ae / window-ae / dense-ae by data kind (frame-pred with --frame-pack).",
+            "--model-type",
+            "-t",
+            help="Model type (edgeanom.models registry): "
+            + _registered_models()
+            + ". Default by data kind: conv-ae images, window-ae sensor windows, dense-ae tables, frame-pred with --frame-pack.",
         ),
+    ] = None,
+    legacy_model: Annotated[
+        Optional[str], typer.Option("--model", "-m", hidden=True, help="Deprecated: use --model-type.")
     ] = None,
     out: Annotated[
         Optional[Path],
@@ -93,7 +106,10 @@ def train(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default 50).")] = None,
     batch_size: Annotated[
         Optional[int],
-        typer.Option("--batch-size", help="Mini-batch size (default 16 for images, 64 otherwise)."),
+        typer.Option("--batch", help="Mini-batch size (default 16 for images, 64 otherwise)."),
+    ] = None,
+    legacy_batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", hidden=True, help="Deprecated: use --batch.")
     ] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 1e-3).")] = None,
     weight_decay: Annotated[
@@ -232,6 +248,12 @@ def train(
     ]
     if len(sources) > 1:
         raise EdgeanomError(f"give one data source, got {', '.join(sources)}")
+    if legacy_model is not None:
+        deprecated("train --model TYPE", f"--model-type {legacy_model}")
+        model_type = model_type or legacy_model
+    if legacy_batch_size is not None:
+        deprecated("--batch-size", f"--batch {legacy_batch_size}")
+        batch_size = batch_size if batch_size is not None else legacy_batch_size
     params: dict[str, Any] = dict(parse_param(p) for p in (param or []))
     for name, value in (("latent", latent), ("beta", beta)):
         if value is not None:
@@ -277,19 +299,19 @@ def train(
         from edgeanom.train.capture import capture_frames
 
         frames = capture_frames(camera, duration, max_frames)
-        bundle = train_bundle(frames=frames, model=model, out=out, config=config, **options)
+        bundle = train_bundle(frames=frames, model=model_type, out=out, config=config, **options)
     elif live_sensor:
         from edgeanom.train.capture import capture_sensor
 
         table = capture_sensor(str(sensor), duration, max_frames)
-        bundle = train_bundle(series=table, model=model, out=out, config=config, **options)
+        bundle = train_bundle(series=table, model=model_type, out=out, config=config, **options)
     else:
         source = data or video or sensor
         if source is None and config is None:
             raise EdgeanomError(
                 "no training data: give --data PATH (or --camera/--video/--sensor, or --config)"
             )
-        bundle = train_bundle(source, model=model, out=out, config=config, labels=labels, **options)
+        bundle = train_bundle(source, model=model_type, out=out, config=config, labels=labels, **options)
     if not quiet:
         print_summary(bundle)
 

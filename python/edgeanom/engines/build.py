@@ -101,7 +101,7 @@ def onnx_for_precision(bundle: Bundle, precision: str, trt_major: int) -> Path:
         if not name or not (bundle.path / name).is_file():
             raise EdgeanomError(
                 f"bundle {bundle.path}: TensorRT {trt_major} builds FP16 engines from the FP16 ONNX, which is "
-                f"missing; create it with: edgeanom export {bundle.path} --fp16"
+                f"missing; create it with: edgeanom export --model {bundle.path} --fp16"
             )
         return bundle.path / name
     if precision == "int8" and trt_major >= 11:
@@ -234,7 +234,7 @@ def _make_calibrator(trt: Any, req: BuildRequest) -> Any:
     has_cache = cache_path is not None and cache_path.is_file()
     if req.calib_data is None and not has_cache:
         raise EdgeanomError(
-            "INT8 needs calibration data: run `edgeanom export BUNDLE --engine --int8 --calib-data PATH` "
+            "INT8 needs calibration data: run `edgeanom export --model BUNDLE --engine --int8 --calib-data PATH` "
             "(a few hundred normal samples; the calibration is cached in the bundle for later builds)"
         )
     data = None if req.calib_data is None else np.ascontiguousarray(req.calib_data, dtype=np.float32)
