@@ -39,8 +39,8 @@ def make_bundle(root: Path, seed: int = 0) -> Bundle:
     """The default conv-AE (train's defaults: channels [32, 64, 128, 128], latent 128, RGB 128x128, map score)."""
     import torch
 
-    from edgeanom.models.checkpoint import save_torch
     from edgeanom.models import build_model
+    from edgeanom.models.checkpoint import save_torch
     from edgeanom.models.onnx_export import export_onnx
 
     torch.manual_seed(seed)
