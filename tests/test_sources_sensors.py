@@ -339,3 +339,21 @@ def test_mqtt_topic_json_and_csv_payloads(sensor: dict, tmp_path: Path) -> None:
     assert [r.index for r in results] == list(range(8))
     np.testing.assert_allclose([r.score for r in results], sensor["reference"][:8], rtol=1e-4, atol=1e-6)
     assert summary.stats["corrupt"] == 1
+
+
+def test_row_parser_learns_columns_for_training_capture() -> None:
+    """`train --sensor` parses with the same RowParser as `run`: header, separators and JSON alike."""
+    from edgeanom.runtime.sources.sensors import RowParser
+
+    csv = RowParser(None)
+    assert csv.parse("temp;pressure") == [] and csv.names == ["temp", "pressure"]
+    (row,) = csv.parse("1.5;2")
+    assert row.tolist() == [1.5, 2.0]
+    bare = RowParser(None)
+    assert [r.tolist() for r in bare.parse("1\t2\t3")] == [[1.0, 2.0, 3.0]] and bare.names == [
+        "c0",
+        "c1",
+        "c2",
+    ]
+    js = RowParser(None)
+    assert [r.tolist() for r in js.parse('{"a": 1, "b": 2}')] == [[1.0, 2.0]] and js.names == ["a", "b"]

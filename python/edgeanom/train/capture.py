@@ -6,10 +6,10 @@ capture path it will later be watched through.
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from typing import Any, Optional
+
+import numpy as np
 
 from edgeanom.errors import EdgeanomError
 
@@ -61,38 +61,22 @@ def capture_frames(camera: str, duration: Optional[float], max_frames: Optional[
 def capture_sensor(spec: str, duration: Optional[float], max_rows: Optional[int]) -> Any:
     """Rows from a live sensor (serial://, mqtt://, or - for stdin) as a DataFrame.
 
-    CSV lines (with an optional header) and JSON objects keyed by column name are accepted.
+    Lines are parsed by the runtime's RowParser, so a line that `run --sensor` reads one way trains the same
+    way: CSV (comma, semicolon or tab; an optional header names the columns) or JSON objects/lists.
+    Malformed lines are skipped, as `run` skips them.
     """
     import pandas as pd
 
-    from edgeanom.runtime.sources import sensor_source
+    from edgeanom.runtime.sources import CorruptInput, RowParser, sensor_source
 
     items = capture_items(sensor_source(spec), duration, max_rows)
-    lines = [(i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i)).strip() for i in items]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not lines:
-        raise EdgeanomError(f"sensor {spec}: only empty lines were captured")
-    if lines[0][0] in "[{":
-        records: list[Any] = []
-        for ln in lines:
-            try:
-                value = json.loads(ln)
-            except json.JSONDecodeError:
-                continue
-            records += value if isinstance(value, list) else [value]
-        return pd.DataFrame.from_records(records)
-    sep = max((",", ";", "\t"), key=lines[0].count)
-    first = lines[0].split(sep)
-    header = "infer" if any(_not_number(f) for f in first[1:]) else None
-    df = pd.read_csv(io.StringIO("\n".join(lines)), sep=sep, header=header, on_bad_lines="skip")
-    if header is None:
-        df.columns = [f"c{i}" for i in range(df.shape[1])]
-    return df
-
-
-def _not_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return True
-    return False
+    parser = RowParser(None)
+    rows: list[Any] = []
+    for item in items:
+        try:
+            rows += parser.parse(item)
+        except CorruptInput:
+            continue
+    if not rows:
+        raise EdgeanomError(f"sensor {spec}: no numeric rows were captured")
+    return pd.DataFrame(np.stack(rows), columns=parser.names)

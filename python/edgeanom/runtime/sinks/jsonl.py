@@ -16,28 +16,18 @@ from typing import Any, Optional, TextIO
 
 from edgeanom.errors import EdgeanomError
 from edgeanom.jsonutil import to_jsonable
+from edgeanom.runtime.sinks.records import sample_record
 from edgeanom.runtime.types import SampleResult
 
 SCHEMA_VERSION = 1
 
 
 def sample_line(result: SampleResult) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "kind": "sample",
-        "time": round(result.time, 6),
-        "stream": result.stream_name,
-        "stream_id": result.stream,
-        "index": result.index,
-        "score": result.score,
-        "normalised": round(result.normalised, 6),
-        "threshold": result.threshold,
-        "flag": result.flag,
-        "latency_ms": round(result.latency_ms, 3),
-    }
-    if result.smoothed is not None:
-        record["smoothed"] = result.smoothed
-    if result.ref is not None:
-        record["ref"] = result.ref
+    """The shared sample record (records.py), rounded for the log and tagged ``kind: sample``."""
+    record: dict[str, Any] = {"kind": "sample", **sample_record(result)}
+    record["time"] = round(result.time, 6)
+    record["normalised"] = round(result.normalised, 6)
+    record["latency_ms"] = round(result.latency_ms, 3)
     return record
 
 

@@ -39,18 +39,27 @@ class RowParser:
     """
 
     def __init__(
-        self, n_features: int, columns: Optional[Sequence[str]] = None, time_column: Optional[str] = None
+        self,
+        n_features: Optional[int],
+        columns: Optional[Sequence[str]] = None,
+        time_column: Optional[str] = None,
     ):
-        self.n_features = int(n_features)
+        # None: learn the columns from the first header, JSON object or row (`train --sensor` capture)
+        self.n_features: Optional[int] = None if n_features is None else int(n_features)
         self.columns = list(columns) if columns else None
         self.time_column = time_column
-        if self.columns is not None and len(self.columns) != self.n_features:
+        if self.columns is not None and self.n_features is not None and len(self.columns) != self.n_features:
             raise EdgeanomError(
                 f"bundle preprocess.columns lists {len(self.columns)} columns, the model input has "
                 f"{self.n_features} features"
             )
         self._positions: Optional[list[int]] = None  # from a CSV header
         self._seen_data = False
+
+    @property
+    def names(self) -> list[str]:
+        """Column names: the header's (or JSON keys), else c0, c1, ... in order."""
+        return list(self.columns) if self.columns else [f"c{i}" for i in range(self.n_features or 0)]
 
     def parse(self, text: str | bytes) -> list[np.ndarray]:
         if isinstance(text, bytes):
@@ -71,8 +80,13 @@ class RowParser:
         sep = "," if "," in line else (";" if ";" in line else ("\t" if "\t" in line else None))
         fields = [f.strip().strip('"') for f in (line.split(sep) if sep else line.split())]
         if self._positions is None and not self._seen_data and _looks_like_header(fields):
+            if self.n_features is None:
+                self.columns = [f for f in fields if f != self.time_column]
+                self.n_features = len(self.columns)
             self._positions = self._header_positions(fields)
             return None
+        if self.n_features is None:
+            self.n_features = len(fields)
         if self._positions is not None:
             if len(fields) <= max(self._positions):
                 raise CorruptInput(f"{len(fields)} fields, the header has more: {_quote(line)}")
@@ -111,6 +125,12 @@ class RowParser:
         items = doc if isinstance(doc, list) and doc and isinstance(doc[0], (list, dict)) else [doc]
         rows = []
         for item in items:
+            if self.n_features is None:
+                keys = [k for k in item if k != self.time_column] if isinstance(item, dict) else None
+                self.columns = keys
+                self.n_features = (
+                    len(keys) if keys is not None else len(item) if isinstance(item, list) else 0
+                )
             if isinstance(item, dict):
                 if self.columns is None:
                     item = {k: v for k, v in item.items() if k != self.time_column}
