@@ -217,17 +217,17 @@ def test_unreachable_broker_is_one_clear_error():
 
 
 def test_url_parsing():
-    assert parse_mqtt_url("mqtt://broker")["port"] == 1883
+    assert parse_mqtt_url("mqtt://broker").port == 1883
     tls = parse_mqtt_url("mqtts://u%40x:p%3Aw@broker.local/a/b/?client_id=cam&insecure=1")
-    assert (tls["port"], tls["tls"], tls["topic"], tls["username"], tls["password"]) == (
+    assert (tls.port, tls.tls, tls.topic, tls.username, tls.password) == (
         8883,
         True,
         "a/b",
         "u@x",
         "p:w",
     )
-    assert tls["client_id"] == "cam" and tls["insecure"] is True and tls["scores"] is False
-    assert parse_mqtt_url("mqtt://h:1/")["topic"] == "edgeanom"
+    assert tls.client_id == "cam" and tls.insecure is True and tls.scores is False
+    assert parse_mqtt_url("mqtt://h:1/").topic == "edgeanom"
     for bad, why in [
         ("http://h/t", "expected mqtt://"),
         ("mqtt://h:99999/t", "port"),

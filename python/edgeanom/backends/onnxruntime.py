@@ -163,9 +163,7 @@ def precision_unavailable(precision: str, bundle: Optional[Bundle] = None) -> Op
 
 
 def open_for_bundle(bundle: Bundle, options: BackendOptions) -> OnnxRuntimeRunner:
-    reason = precision_unavailable(options.precision, bundle)
-    if reason:
-        raise EdgeanomError(reason)
+    """Called by the registry after `precision_unavailable` passed for this bundle."""
     path = bundle.onnx_path if options.precision != "fp16" else bundle.path / str(bundle.onnx["fp16_file"])
     return OnnxRuntimeRunner(
         path,

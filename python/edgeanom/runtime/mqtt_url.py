@@ -31,9 +31,6 @@ class MqttTarget:
     insecure: bool
     scores: bool
 
-    def __getitem__(self, key: str) -> object:  # dict-style access, as callers of the old parser used
-        return getattr(self, key)
-
 
 def parse_mqtt_url(url: str, flag: str = "--mqtt", subscribe: bool = False) -> MqttTarget:
     """Split an MQTT URL into connection settings; a bad URL raises EdgeanomError naming `flag` and the URL."""

@@ -52,8 +52,8 @@ class MqttSink:
         self.status_interval_s = float(status_interval_s)
         self.close_timeout_s = float(close_timeout_s)
         target = parse_mqtt_url(url)
-        self.topic = target["topic"]
-        self.publish_scores = bool(target["scores"]) if publish_scores is None else bool(publish_scores)
+        self.topic = target.topic
+        self.publish_scores = bool(target.scores) if publish_scores is None else bool(publish_scores)
         self.dropped = 0  # messages paho refused because its queue was full
         self._pending: set[int] = set()  # mids of QoS-1 messages not yet acknowledged
         self._acked_early: dict[int, float] = {}  # mid -> when its ack arrived before it was registered
@@ -73,9 +73,9 @@ class MqttSink:
         client.on_publish = self._on_publish
         self._client = client
 
-        where = f"{target['host']}:{target['port']}"
+        where = f"{target.host}:{target.port}"
         try:
-            client.connect(target["host"], target["port"], keepalive=30)
+            client.connect(target.host, target.port, keepalive=30)
         except (OSError, socket.timeout) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise EdgeanomError(f"--mqtt {url}: cannot reach the broker at {where} ({reason})") from None

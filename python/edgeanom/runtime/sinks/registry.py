@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeanom.errors import EdgeanomError
+from edgeanom.runtime.requirements import missing_package, require_packages
 from edgeanom.runtime.stats import RunStats
 from edgeanom.runtime.types import Sink
 
@@ -37,13 +37,10 @@ class SinkKind:
     needs: tuple[str, ...] = ()
 
     def unavailable(self) -> str | None:
-        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
-        return f"{self.name}: needs the Python package {missing[0]!r}" if missing else None
+        return missing_package(self.name, self.needs)
 
     def create(self, opts: Any, ctx: SinkContext) -> Sink:
-        reason = self.unavailable()
-        if reason:
-            raise EdgeanomError(f"{reason} (install it with: pip install 'edgeanom[stream]')")
+        require_packages(self.name, self.needs)
         module, _, cls = self.target.partition(":")
         return self.build(getattr(importlib.import_module(module), cls), opts, ctx)
 

@@ -7,11 +7,11 @@ source cannot open on this machine (a missing optional package) before anything 
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from edgeanom.errors import EdgeanomError
+from edgeanom.runtime.requirements import missing_package, require_packages
 from edgeanom.runtime.sources.base import Source
 from edgeanom.runtime.sources.camera import CameraSource
 from edgeanom.runtime.sources.files import ImageFolderSource, VideoFileSource
@@ -28,13 +28,10 @@ class SourceKind:
     description: str = ""
 
     def unavailable(self) -> Optional[str]:
-        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
-        return f"{self.name}: needs the Python package {missing[0]!r}" if missing else None
+        return missing_package(self.name, self.needs)
 
     def open(self, spec: Any, **options: Any) -> Source:
-        reason = self.unavailable()
-        if reason:
-            raise EdgeanomError(f"{reason} (install it with: pip install 'edgeanom[stream]')")
+        require_packages(self.name, self.needs)
         return self.factory(spec, **options)
 
 
