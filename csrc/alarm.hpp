@@ -22,11 +22,16 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <sstream>
+#include <stdexcept>
 #include <vector>
 
 namespace edgeanom {
 
 struct AlarmParams {
+    // Largest voting window: the per-stream ring holds k indices, so this bounds its memory.
+    static constexpr std::int64_t kMaxWindow = std::int64_t{1} << 20;
+
     double threshold = 0.0;
     bool use_ewma = false;
     double alpha = 1.0;
@@ -35,6 +40,33 @@ struct AlarmParams {
     double clear_threshold = 0.0;
     std::int64_t min_hold = 0;
 };
+
+// Throws std::invalid_argument (a ValueError in Python) naming the first parameter that breaks the
+// state machine's invariants: a finite threshold, 0 < alpha <= 1, 1 <= k <= n <= kMaxWindow (k = 0
+// would make every sample a vote), a finite clear threshold not above the threshold, min_hold >= 0.
+inline void validate(const AlarmParams& p) {
+    std::ostringstream o;
+    if (!std::isfinite(p.threshold)) {
+        o << "threshold must be finite, got " << p.threshold;
+    } else if (p.use_ewma && !(p.alpha > 0.0 && p.alpha <= 1.0)) {
+        o << "ewma_alpha must satisfy 0 < ewma_alpha <= 1, got " << p.alpha;
+    } else if (p.n < 1 || p.n > AlarmParams::kMaxWindow) {
+        o << "n must be in [1, " << AlarmParams::kMaxWindow << "], got " << p.n;
+    } else if (p.k < 1 || p.k > AlarmParams::kMaxWindow) {
+        o << "k must be in [1, " << AlarmParams::kMaxWindow << "], got " << p.k;
+    } else if (p.k > p.n) {
+        o << "k-of-n voting needs 1 <= k <= n, got k=" << p.k << ", n=" << p.n;
+    } else if (p.hysteresis && !std::isfinite(p.clear_threshold)) {
+        o << "clear_threshold must be finite, got " << p.clear_threshold;
+    } else if (p.hysteresis && p.clear_threshold > p.threshold) {
+        o << "clear_threshold (" << p.clear_threshold << ") must be <= threshold (" << p.threshold << ")";
+    } else if (p.min_hold < 0) {
+        o << "min_hold must be >= 0, got " << p.min_hold;
+    } else {
+        return;
+    }
+    throw std::invalid_argument(o.str());
+}
 
 struct AlarmEvent {
     bool start;  // true: "start", false: "end"
@@ -61,7 +93,7 @@ struct StreamState {
 
 class AlarmCore {
   public:
-    explicit AlarmCore(const AlarmParams& p) : p_(p) {}
+    explicit AlarmCore(const AlarmParams& p) : p_(p) { validate(p_); }
 
     const AlarmParams& params() const { return p_; }
 

@@ -12,11 +12,24 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include "threading.hpp"
 
 namespace edgeanom {
+
+// Largest accepted sigma: the kernel has 8 * sigma + 1 taps, so this bounds its size and cost.
+constexpr double kMaxSigma = 1000.0;
+
+// Throws std::invalid_argument (a ValueError in Python) unless 0 <= sigma <= kMaxSigma.
+inline void check_sigma(double sigma, const char* name) {
+    if (std::isfinite(sigma) && sigma >= 0.0 && sigma <= kMaxSigma) return;
+    std::ostringstream o;
+    o << name << " must be a finite number in [0, " << kMaxSigma << "], got " << sigma;
+    throw std::invalid_argument(o.str());
+}
 
 inline std::size_t gaussian_radius(double sigma) { return static_cast<std::size_t>(4.0 * sigma + 0.5); }
 

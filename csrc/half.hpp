@@ -13,12 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define EDGEANOM_X86 1
-#include <immintrin.h>
-#else
-#define EDGEANOM_X86 0
-#endif
+#include "platform.hpp"
 
 namespace edgeanom {
 
@@ -78,7 +73,6 @@ inline void half_to_float_row_generic(const Half* src, float* dst, std::size_t n
 }
 
 #if EDGEANOM_X86
-#define EDGEANOM_TARGET_AVX2 __attribute__((target("avx2,f16c")))
 
 EDGEANOM_TARGET_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 EDGEANOM_TARGET_AVX2 inline __m256 load8(const Half* p) {

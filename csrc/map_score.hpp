@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <functional>
 #include <limits>
@@ -17,6 +18,12 @@
 namespace edgeanom {
 
 enum class MapMode { max, topk_mean };
+
+// The top-k default: 1% of the pixels (rounded), at least one. A small defect still moves the score.
+inline std::size_t default_topk(std::size_t pixels) {
+    const auto k = static_cast<std::size_t>(std::llround(0.01 * static_cast<double>(pixels)));
+    return std::max<std::size_t>(1, k);
+}
 
 template <class T>
 void map_score(const T* maps, std::size_t n, std::size_t pixels, MapMode mode, std::size_t k, float* out) {

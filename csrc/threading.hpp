@@ -36,14 +36,7 @@
 #include <pthread.h>
 #endif
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define EDGEANOM_PAUSE() _mm_pause()
-#elif defined(__aarch64__)
-#define EDGEANOM_PAUSE() __asm__ __volatile__("yield")
-#else
-#define EDGEANOM_PAUSE() ((void)0)
-#endif
+#include "platform.hpp"
 
 namespace edgeanom {
 

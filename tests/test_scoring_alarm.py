@@ -160,10 +160,13 @@ def test_scalar_and_float32_scores():
         ({"threshold": 1.0, "k": 3, "n": 2}, ValueError, "1 <= k <= n"),
         ({"threshold": 1.0, "k": 0}, ValueError, r"k must be in \[1,"),
         ({"threshold": 1.0, "n": 10**12}, ValueError, r"n must be in \[1,"),
-        ({"threshold": 1.0, "min_hold": -1}, ValueError, "min_hold must be in"),
+        ({"threshold": 1.0, "min_hold": -1}, ValueError, "min_hold must be >= 0"),
         ({"threshold": 1.0, "clear_threshold": 2.0}, ValueError, "must be <= threshold"),
         ({"threshold": 1.0, "clear_threshold": math.nan}, ValueError, "clear_threshold must be finite"),
         ({"threshold": 1.0, "k": 1.5}, TypeError, "k must be an integer"),
+        ({"threshold": 1.0, "k": True}, TypeError, "k must be an integer, got bool"),
+        ({"threshold": 1.0, "k": 2**70}, ValueError, "k must be a 64-bit integer, got 1180591620717411303424"),
+        ({"threshold": 1.0, "k": 2, "n": 2**21}, ValueError, r"n must be in \[1, 1048576\], got 2097152"),
         ({"threshold": 1.0, "ewma_alpha": "x"}, TypeError, "ewma_alpha must be a real number"),
     ],
 )
@@ -182,6 +185,10 @@ def test_update_validation():
         f.update(np.zeros(3, complex))
     with pytest.raises(ValueError, match=r"scores must be 1-D, got shape \(2, 2\)"):
         f.update(np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="stream_id must be an integer, got str"):
+        f.flush("cam0")
+    with pytest.raises(ValueError, match="stream_ids must be a 64-bit integer"):
+        f.update(np.zeros(1), 2**64)
     assert repr(f).startswith("AlarmFilter(threshold=1.0")
 
 

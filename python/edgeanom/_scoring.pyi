@@ -1,4 +1,4 @@
-"""Type stub for edgeanom._scoring, the compiled scoring core (csrc/bindings.cpp).
+"""Type stub for edgeanom._scoring, the compiled scoring core (csrc/python/).
 
 Use the documented wrappers in edgeanom.scoring; this module is an implementation detail.
 """
