@@ -1,5 +1,6 @@
-"""Device-stage timing: the staged PyTorch path and runner-published timings (run on CPU), and the CUDA
-event / TensorRT paths, which skip cleanly on machines without CUDA or TensorRT."""
+"""Device-stage timing: runner-published timings and torch on CPU (run here), and the CUDA-event /
+TensorRT paths, which skip cleanly on machines without CUDA or TensorRT. The torch runner's own staging
+is tested with fake events in test_backends_timing.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 
 from bundle_factory import make_bundle
-from edgeanom.benchmarking import cuda_timing
 from edgeanom.benchmarking.runner import BenchConfig, measure_config, open_backend
 from edgeanom.benchmarking.sources import SyntheticSource
 from edgeanom.bundle import load_bundle
@@ -39,35 +39,6 @@ def _torch_runner(device: str) -> Any:
     from edgeanom.backends.torch import TorchRunner
 
     return TorchRunner(_model().to(device).eval(), "reconstruction", device=device)
-
-
-def test_staged_infer_needs_a_cuda_device_unless_forced() -> None:
-    runner = _torch_runner("cpu")
-    assert cuda_timing.staged_torch_infer(runner) is None
-    assert cuda_timing.staged_torch_infer(object(), force=True) is None  # no module/device to stage
-
-
-def test_staged_infer_matches_the_module_and_times_three_stages() -> None:
-    runner = _torch_runner("cpu")
-    staged = cuda_timing.staged_torch_infer(runner, force=True)
-    assert staged is not None and isinstance(staged.clock, cuda_timing.HostStages)
-    x = np.random.default_rng(0).random((3, 1, 16, 16), dtype=np.float32)
-    outputs, ms = staged(x)
-    with torch.inference_mode():
-        expected = runner.model(torch.from_numpy(x)).numpy()
-    np.testing.assert_array_equal(outputs["reconstruction"], expected)
-    np.testing.assert_array_equal(runner.infer(x)["reconstruction"], expected)
-    assert set(ms) == {"h2d", "compute", "d2h"} and all(v >= 0 for v in ms.values())
-
-
-def test_staged_infer_names_tuple_and_dict_outputs() -> None:
-    class TwoHeads(torch.nn.Module):
-        def forward(self, x: Any) -> Any:
-            return x * 2, x.mean(dim=(1, 2, 3))
-
-    staged = cuda_timing.TorchStagedInfer(TwoHeads(), "cpu", ["reconstruction", "score"])
-    out, _ = staged(np.ones((2, 1, 4, 4), np.float32))
-    assert set(out) == {"reconstruction", "score"} and out["score"].shape == (2,)
 
 
 class PublishingRunner:
@@ -110,26 +81,21 @@ def test_torch_on_cpu_times_the_whole_call_as_compute(bundle: Any) -> None:
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_event_stages_measure_gpu_work() -> None:
-    clock = cuda_timing.CudaEventStages()
-    a = torch.randn(2048, 2048, device="cuda")
-    clock.mark(0)
-    b = a.to("cuda")
-    clock.mark(1)
-    c = a @ b
-    clock.mark(2)
-    c.cpu()
-    clock.mark(3)
-    ms = clock.elapsed_ms()
-    assert ms["compute"] > 0 and ms["d2h"] > 0
+def test_torch_cuda_runner_publishes_event_timings() -> None:
+    runner = _torch_runner("cuda")
+    x = np.random.default_rng(0).random((4, 1, 64, 64), dtype=np.float32)
+    out = runner.infer(x)["reconstruction"]
+    with torch.inference_mode():
+        expected = runner.model(torch.from_numpy(x).cuda()).cpu().numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert set(runner.last_timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
+    assert runner.last_timings["compute_ms"] > 0
 
 
 @pytest.mark.gpu
 @needs_cuda
 def test_torch_cuda_runner_is_timed_with_events(bundle: Any) -> None:
     runner = _torch_runner("cuda")
-    staged = cuda_timing.staged_torch_infer(runner)
-    assert staged is not None and isinstance(staged.clock, cuda_timing.CudaEventStages)
     r = measure_config(bundle, runner, BenchConfig("torch", "fp32", 4), SyntheticSource(bundle), 0.1, 0.3)
     assert r["device_timing"] == "cuda-events"
     assert r["stages_ms"]["h2d"]["count"] == r["iterations"]

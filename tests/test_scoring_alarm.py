@@ -165,7 +165,11 @@ def test_scalar_and_float32_scores():
         ({"threshold": 1.0, "clear_threshold": math.nan}, ValueError, "clear_threshold must be finite"),
         ({"threshold": 1.0, "k": 1.5}, TypeError, "k must be an integer"),
         ({"threshold": 1.0, "k": True}, TypeError, "k must be an integer, got bool"),
-        ({"threshold": 1.0, "k": 2**70}, ValueError, "k must be a 64-bit integer, got 1180591620717411303424"),
+        (
+            {"threshold": 1.0, "k": 2**70},
+            ValueError,
+            "k must be a 64-bit integer, got 1180591620717411303424",
+        ),
         ({"threshold": 1.0, "k": 2, "n": 2**21}, ValueError, r"n must be in \[1, 1048576\], got 2097152"),
         ({"threshold": 1.0, "ewma_alpha": "x"}, TypeError, "ewma_alpha must be a real number"),
     ],

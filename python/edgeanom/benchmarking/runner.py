@@ -1,7 +1,8 @@
 """Times the whole pipeline, stage by stage, for each backend x precision x batch (x threads).
 
 Per iteration (one batch): decode/capture -> preprocess -> inference (H2D, compute, D2H) -> score.
-Host stages use time.perf_counter_ns; GPU stages use CUDA events (see cuda_timing). Warm-up iterations
+Host stages use time.perf_counter_ns; GPU stages are the CUDA-event times the runner
+publishes as `last_timings` (TensorRT, and torch on CUDA). Warm-up iterations
 run for `warmup_s` and are discarded; then the loop runs for `duration_s`. Definitions in docs/bench.md.
 """
 
@@ -17,7 +18,6 @@ from typing import Any, Callable, Optional
 
 from edgeanom.backends.registry import PRECISIONS, backend_names, get_backend, open_runner
 from edgeanom.benchmarking import stats
-from edgeanom.benchmarking.cuda_timing import staged_torch_infer
 from edgeanom.bundle import Bundle
 from edgeanom.errors import EdgeanomError
 
@@ -182,7 +182,6 @@ def measure_config(
 
     pre = Preprocessor(bundle)
     scorer = Scorer(bundle)
-    staged = staged_torch_infer(runner) if config.backend == "torch" else None
 
     def iteration(rec: Optional[StageSamples]) -> None:
         t0 = time.perf_counter_ns()
@@ -190,12 +189,8 @@ def measure_config(
         t1 = time.perf_counter_ns()
         x = pre(raw)
         t2 = time.perf_counter_ns()
-        device_ms: Optional[dict[str, float]] = None
-        if staged is not None:
-            outputs, device_ms = staged(x)
-        else:
-            outputs = runner.infer(x)
-            device_ms = _runner_timings(runner)
+        outputs = runner.infer(x)
+        device_ms = _runner_timings(runner)  # CUDA-event stage times, from runners that stage on a GPU
         t3 = time.perf_counter_ns()
         scorer(x if scorer.needs_input(outputs) else None, outputs)
         t4 = time.perf_counter_ns()
