@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeanom.bundle import Bundle, load_bundle
+from edgeanom.bundle import Bundle, fixed_threshold, load_bundle, new_bundle, onnx_section, preprocess_section
 from edgeanom.demo import read_video
 
 SIZE = 128
@@ -48,22 +48,19 @@ def make_bundle(root: Path, seed: int = 0) -> Bundle:
     root.mkdir(parents=True, exist_ok=True)
     save_torch(model, root / "model.pt")
     parity = export_onnx(model, root / "model.onnx")
-    meta = {
-        "model": {"type": "conv-ae", "family": "torch", "params": model.params},
-        "input": {"kind": "image", "shape": [3, SIZE, SIZE], "names": ["input"]},
-        "preprocess": {"image": {"size": [SIZE, SIZE], "color": "rgb"}, "scaler": None, "window": None},
-        "score": {"metric": "mse", "center": None, "map": {"blur_sigma": 2.0, "mode": "topk_mean", "k": 164}},
-        "threshold": {"value": 1e9, "method": "fixed", "stats": {"min": 0.0}},
-        "onnx": {
-            "file": "model.onnx",
-            "input": "input",
-            "output": "reconstruction",
-            "fused": None,
-            "parity": parity,
-        },
-        "checkpoint": "model.pt",
-    }
-    Bundle(root, meta).save()
+    new_bundle(
+        root,
+        model_type="conv-ae",
+        params=model.params,
+        input_kind="image",
+        shape=[3, SIZE, SIZE],
+        names=["input"],
+        preprocess=preprocess_section(image={"size": [SIZE, SIZE], "color": "rgb"}),
+        score_map={"blur_sigma": 2.0, "mode": "topk_mean", "k": 164},
+        threshold=fixed_threshold(1e9),
+        onnx=onnx_section("reconstruction", parity=parity),
+        checkpoint="model.pt",
+    ).save()
     return load_bundle(root)
 
 

@@ -93,7 +93,7 @@ def make_bundle(
     """
     import torch
 
-    from edgeanom.bundle import Bundle
+    from edgeanom.bundle import new_bundle, onnx_section, preprocess_section
 
     torch.manual_seed(seed)
     path = Path(path)
@@ -102,55 +102,36 @@ def make_bundle(
         channels = 1 if color == "gray" else 3
         shape: tuple[int, ...] = (channels, size, size)
         model = _image_model(channels)
-        preprocess: dict[str, Any] = {
-            "image": {"size": [size, size], "color": color},
-            "scaler": None,
-            "window": None,
-            "columns": None,
-            "time_column": None,
-        }
-        score: dict[str, Any] = {
-            "metric": "mse",
-            "center": None,
-            "map": {"blur_sigma": 1.0, "mode": "topk_mean", "k": 10},
-        }
+        preprocess = preprocess_section(image={"size": [size, size], "color": color})
+        score_map: Optional[dict[str, Any]] = {"blur_sigma": 1.0, "mode": "topk_mean", "k": 10}
     elif kind in ("window", "vector"):
         shape = tuple(window) if kind == "window" else (features,)
         model = _mlp_model(shape)
         width = shape[-1]
-        preprocess = {
-            "image": None,
-            "scaler": {"kind": "standard", "offset": [0.0] * width, "scale": [1.0] * width},
-            "window": {"length": shape[0], "stride": 1} if kind == "window" else None,
-            "columns": [f"c{i}" for i in range(width)],
-            "time_column": None,
-        }
-        score = {"metric": "mse", "center": None, "map": None}
+        preprocess = preprocess_section(
+            scaler={"kind": "standard", "offset": [0.0] * width, "scale": [1.0] * width},
+            window={"length": shape[0], "stride": 1} if kind == "window" else None,
+            columns=[f"c{i}" for i in range(width)],
+        )
+        score_map = None
     else:
         raise ValueError(f"unknown kind {kind!r}")
     export_onnx(model, shape, path / "model.onnx")
     fp16_file: Optional[str] = None
     if fp16:
         fp16_file = write_fp16_onnx(path / "model.onnx", path / "model_fp16.onnx").name
-    meta = {
-        "model": {"type": "conv-ae" if kind == "image" else "mlp-ae", "family": "torch", "params": {}},
-        "input": {"kind": kind, "shape": list(shape), "names": preprocess.get("columns") or []},
-        "preprocess": preprocess,
-        "score": score,
-        "threshold": _threshold(0.05),
-        "onnx": {
-            "file": "model.onnx",
-            "input": "input",
-            "output": "reconstruction",
-            "fused": None,
-            "fp16_file": fp16_file,
-            "parity": {},
-        },
-        "checkpoint": None,
-        "history": [],
-        "data": {"fingerprint": "synthetic", "train": 0, "val": 0},
-    }
-    Bundle(path, meta).save()
+    new_bundle(
+        path,
+        model_type="conv-ae" if kind == "image" else "mlp-ae",
+        input_kind=kind,
+        shape=shape,
+        names=preprocess["columns"] or [],
+        preprocess=preprocess,
+        score_map=score_map,
+        threshold=_threshold(0.05),
+        onnx=onnx_section("reconstruction", fp16_file=fp16_file),
+        data={"fingerprint": "synthetic", "train": 0, "val": 0},
+    ).save()
     return path
 
 

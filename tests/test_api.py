@@ -115,3 +115,30 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         f"{runner.failures} of {runner.tries} README lines failed"
     )
     assert load_bundle(tmp_path / "pump-model").model_type == "dense-ae"
+
+
+def test_bundles_come_from_one_builder_and_save_refuses_a_bad_one(tmp_path: Path) -> None:
+    from edgeanom.bundle import BUNDLE_FILE, fixed_threshold, new_bundle, onnx_section, preprocess_section
+
+    bundle = new_bundle(
+        tmp_path / "b",
+        model_type="mlp-ae",
+        input_kind="vector",
+        shape=(3,),
+        preprocess=preprocess_section(columns=["a", "b", "c"]),
+        threshold=fixed_threshold(0.5),
+        onnx=onnx_section("reconstruction"),
+    )
+    bundle.save()
+    written = json.loads((tmp_path / "b" / BUNDLE_FILE).read_text())
+    # every section of the schema is present, absent steps as null
+    assert set(written) >= {"schema_version", "edgeanom_version", "model", "input", "preprocess", "score"}
+    assert set(written) >= {"threshold", "onnx", "checkpoint", "history", "data", "holdout"}
+    assert set(written["preprocess"]) == {"image", "scaler", "window", "columns", "time_column"}
+    assert load_bundle(tmp_path / "b", need_onnx=False).threshold.value == 0.5
+
+    before = (tmp_path / "b" / BUNDLE_FILE).read_bytes()
+    bundle.meta["threshold"]["value"] = float("nan")
+    with pytest.raises(EdgeanomError, match=r"bundle.json: threshold.value must be a finite number, got nan"):
+        bundle.save()
+    assert (tmp_path / "b" / BUNDLE_FILE).read_bytes() == before  # the good file is kept

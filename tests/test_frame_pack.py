@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeanom.bundle import Bundle, load_bundle
+from edgeanom.bundle import Bundle, fixed_threshold, load_bundle, new_bundle, preprocess_section
 from edgeanom.cli.main import app
 from edgeanom.demo import read_video, write_video
 from edgeanom.errors import EdgeanomError
@@ -62,13 +62,14 @@ def test_packer_equals_a_float64_reference(spacing: int) -> None:
 
 
 def _image_bundle(tmp_path: Path, image: dict[str, Any]) -> Bundle:
-    meta = {
-        "model": {"type": "frame-pred", "family": "torch", "params": {}},
-        "input": {"kind": "image", "shape": [3, 12, 10], "names": None},
-        "preprocess": {"image": image, "scaler": None, "window": None},
-        "threshold": {"value": 1.0, "method": "fixed", "stats": {}},
-    }
-    return Bundle(tmp_path, meta)
+    return new_bundle(
+        tmp_path,
+        model_type="frame-pred",
+        input_kind="image",
+        shape=[3, 12, 10],
+        preprocess=preprocess_section(image=image),
+        threshold=fixed_threshold(1.0),
+    )
 
 
 def test_preprocessed_channels_run_oldest_to_newest(tmp_path: Path) -> None:

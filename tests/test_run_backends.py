@@ -9,7 +9,7 @@ import pytest
 
 from edgeanom.backends import open_runner, tensorrt_unavailable
 from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
-from edgeanom.bundle import Bundle, load_bundle
+from edgeanom.bundle import Bundle, fixed_threshold, load_bundle, new_bundle, onnx_section, preprocess_section
 from edgeanom.errors import EdgeanomError
 from edgeanom.runtime.testing import image_bundle
 
@@ -83,16 +83,18 @@ def test_torch_reference_runner_matches_onnxruntime(tmp_path: Path) -> None:
     root.mkdir()
     save_torch(model, root / "model.pt")
     export_onnx(model, root / "model.onnx")
-    meta = {
-        "model": {"type": "conv-ae", "family": "torch", "params": model.params},
-        "input": {"kind": "image", "shape": [1, 16, 16], "names": ["input"]},
-        "preprocess": {"image": {"size": [16, 16], "color": "gray"}},
-        "score": {"metric": "mse", "center": None, "map": None},
-        "threshold": {"value": 0.1, "method": "fixed", "stats": {}},
-        "onnx": {"file": "model.onnx", "input": "input", "output": "reconstruction"},
-        "checkpoint": "model.pt",
-    }
-    Bundle(root, meta).save()
+    new_bundle(
+        root,
+        model_type="conv-ae",
+        params=model.params,
+        input_kind="image",
+        shape=[1, 16, 16],
+        names=["input"],
+        preprocess=preprocess_section(image={"size": [16, 16], "color": "gray"}),
+        threshold=fixed_threshold(0.1),
+        onnx=onnx_section("reconstruction"),
+        checkpoint="model.pt",
+    ).save()
     b = load_bundle(root)
     x = np.random.default_rng(0).random((3, 1, 16, 16), dtype=np.float32)
     with open_runner(b, "torch") as ref, open_runner(b, "onnxruntime") as ort_runner:

@@ -135,16 +135,98 @@ class Bundle:
 
     # --- persistence -------------------------------------------------------------------------------
     def save(self) -> Path:
-        """Write bundle.json atomically (temp file + rename), so a crash never leaves half a file."""
+        """Validate, then write bundle.json atomically (temp file + rename): a crash never leaves half a
+        file, and no code path can write a bundle that `load_bundle` would refuse."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.meta["schema_version"] = SCHEMA_VERSION
         self.meta.setdefault("edgeanom_version", __version__)
         target = self.path / BUNDLE_FILE
+        validate_meta(self.meta, str(target))
         atomic_write_text(target, json.dumps(to_jsonable(self.meta, strict=False), indent=2) + "\n")
         return target
 
 
 _REQUIRED = ("model", "input", "threshold")
+
+
+# --- the one builder: every bundle.json starts here ----------------------------------------------------
+def preprocess_section(
+    *,
+    image: Optional[dict[str, Any]] = None,
+    scaler: Optional[dict[str, Any]] = None,
+    window: Optional[dict[str, Any]] = None,
+    columns: Optional[list[str]] = None,
+    time_column: Optional[str] = None,
+) -> dict[str, Any]:
+    """The `preprocess` section with every key present (absent steps are null)."""
+    return {
+        "image": image,
+        "scaler": scaler,
+        "window": window,
+        "columns": columns,
+        "time_column": time_column,
+    }
+
+
+def onnx_section(
+    output: str,
+    *,
+    file: str = "model.onnx",
+    fp16_file: Optional[str] = None,
+    parity: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """The `onnx` section of a freshly exported graph (export later adds fused outputs and FP16)."""
+    return {
+        "file": file,
+        "input": "input",
+        "output": output,
+        "fused": None,
+        "fp16_file": fp16_file,
+        "parity": dict(parity or {}),
+    }
+
+
+def fixed_threshold(value: float, **stats: float) -> dict[str, Any]:
+    """A `threshold` section set by hand rather than calibrated (synthetic and test bundles)."""
+    return Threshold(float(value), "fixed", {"min": 0.0, **stats}).to_json()
+
+
+def new_bundle(
+    path: str | os.PathLike[str],
+    *,
+    model_type: str,
+    input_kind: str,
+    shape: list[int] | tuple[int, ...],
+    preprocess: dict[str, Any],
+    family: str = "torch",
+    params: Optional[dict[str, Any]] = None,
+    names: Optional[list[str]] = None,
+    score_map: Optional[dict[str, Any]] = None,
+    onnx: Optional[dict[str, Any]] = None,
+    threshold: Optional[dict[str, Any]] = None,
+    checkpoint: Optional[str] = None,
+    data: Optional[dict[str, Any]] = None,
+) -> Bundle:
+    """A new, unsaved bundle with every section of the schema present; fill in what training adds, then
+    `save()` (which validates). Train, the sample bundles of `demo` and the test/benchmark factories all
+    start here, so bundle.json has one shape."""
+    return Bundle(
+        Path(path),
+        {
+            "schema_version": SCHEMA_VERSION,
+            "edgeanom_version": __version__,
+            "model": {"type": model_type, "family": family, "params": dict(params or {})},
+            "input": {"kind": input_kind, "shape": [int(d) for d in shape], "names": list(names or [])},
+            "preprocess": {**preprocess_section(), **preprocess},
+            "score": {"metric": "mse", "center": None, "map": score_map},
+            "threshold": threshold,
+            "onnx": onnx,
+            "checkpoint": checkpoint,
+            "history": [],
+            "data": dict(data or {}),
+            "holdout": None,
+        },
+    )
 
 
 def load_bundle(path: str | os.PathLike[str] = DEFAULT_BUNDLE_DIR, *, need_onnx: bool = True) -> Bundle:

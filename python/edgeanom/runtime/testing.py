@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgeanom.bundle import Bundle
+from edgeanom.bundle import Bundle, fixed_threshold, new_bundle, onnx_section, preprocess_section
 
 
 def _constant_onnx(
@@ -67,22 +67,17 @@ def image_bundle(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _constant_onnx(path / "model.onnx", ref, fixed_batch=fixed_batch)
-    meta = {
-        "model": {"type": "constant-reference", "family": "torch", "params": {}},
-        "input": {"kind": "image", "shape": list(ref.shape), "names": ["input"]},
-        "preprocess": {
-            "image": {"size": [h, w], "color": color},
-            "scaler": None,
-            "window": None,
-            "columns": None,
-            "time_column": None,
-        },
-        "score": {"metric": "mse", "center": None, "map": score_map},
-        "threshold": {"value": float(threshold), "method": "fixed", "stats": {"min": 0.0}},
-        "onnx": {"file": "model.onnx", "input": "input", "output": "reconstruction", "fused": None},
-        "checkpoint": None,
-    }
-    bundle = Bundle(path, meta)
+    bundle = new_bundle(
+        path,
+        model_type="constant-reference",
+        input_kind="image",
+        shape=ref.shape,
+        names=["input"],
+        preprocess=preprocess_section(image={"size": [h, w], "color": color}),
+        score_map=score_map,
+        threshold=fixed_threshold(threshold),
+        onnx=onnx_section("reconstruction"),
+    )
     bundle.save()
     return bundle
 
@@ -110,22 +105,21 @@ def window_bundle(
         "offset": list(offset) if offset is not None else [0.0] * c,
         "scale": list(scale) if scale is not None else [1.0] * c,
     }
-    meta = {
-        "model": {"type": "constant-reference", "family": "torch", "params": {}},
-        "input": {"kind": kind, "shape": shape, "names": list(columns)},
-        "preprocess": {
-            "image": None,
-            "scaler": scaler,
-            "window": {"length": length, "stride": stride} if kind == "window" else None,
-            "columns": list(columns),
-            "time_column": time_column,
-        },
-        "score": {"metric": "mse", "center": None, "map": None},
-        "threshold": {"value": float(threshold), "method": "fixed", "stats": {"min": 0.0}},
-        "onnx": {"file": "model.onnx", "input": "input", "output": "reconstruction", "fused": None},
-        "checkpoint": None,
-    }
-    bundle = Bundle(path, meta)
+    bundle = new_bundle(
+        path,
+        model_type="constant-reference",
+        input_kind=kind,
+        shape=shape,
+        names=list(columns),
+        preprocess=preprocess_section(
+            scaler=scaler,
+            window={"length": length, "stride": stride} if kind == "window" else None,
+            columns=list(columns),
+            time_column=time_column,
+        ),
+        threshold=fixed_threshold(threshold),
+        onnx=onnx_section("reconstruction"),
+    )
     bundle.save()
     return bundle
 

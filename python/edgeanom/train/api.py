@@ -21,8 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgeanom import data as loaders
-from edgeanom._version import __version__
-from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle
+from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle, new_bundle, onnx_section
 from edgeanom.calibration import calibrate, check_labels, parse_method
 from edgeanom.errors import EdgeanomError
 from edgeanom.models import default_model, get_model, model_kinds
@@ -234,12 +233,11 @@ def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) ->
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
     try:
-        meta = _base_meta(prepared, model_type)
+        bundle = _new_bundle(staging, prepared, model_type)
         if get_model(model_type).family == "sklearn":
-            _fit_baseline(prepared, opts, model_type, staging, meta)
+            _fit_baseline(prepared, opts, model_type, staging, bundle.meta)
         else:
-            _fit_torch(prepared, opts, model_type, staging, meta)
-        bundle = Bundle(staging, meta)
+            _fit_torch(prepared, opts, model_type, staging, bundle.meta)
         _calibrate(bundle, prepared, opts)
         _keep_holdout(bundle, prepared, opts)
         bundle.save()
@@ -249,33 +247,26 @@ def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) ->
     return load_bundle(out)
 
 
-def _base_meta(prepared: Prepared, model_type: str) -> dict[str, Any]:
-    score_map = prepared.info.pop("score_map", None)
-    return {
-        "schema_version": 1,
-        "edgeanom_version": __version__,
-        "model": {
-            "type": model_type,
-            "family": get_model(model_type).family,
-            "params": {},
-        },
-        "input": {"kind": prepared.kind, "shape": list(prepared.shape), "names": prepared.names},
-        "preprocess": prepared.preprocess,
-        "score": {"metric": "mse", "center": None, "map": score_map},
-        "threshold": None,
-        "onnx": None,
-        "checkpoint": None,
-        "history": [],
-        "data": {
+def _new_bundle(staging: Path, prepared: Prepared, model_type: str) -> Bundle:
+    bundle = new_bundle(
+        staging,
+        model_type=model_type,
+        family=get_model(model_type).family,
+        input_kind=prepared.kind,
+        shape=prepared.shape,
+        names=prepared.names,
+        preprocess=prepared.preprocess,
+        score_map=prepared.info.pop("score_map", None),
+        data={
             "fingerprint": prepared.fingerprint(),
             "n_train": len(prepared.train_x),
             "n_val_normal": len(prepared.val_x),
             "n_val_anomalous": 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x),
             **prepared.info,
         },
-        "holdout": None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    )
+    bundle.meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return bundle
 
 
 def _fit_torch(
@@ -334,14 +325,7 @@ def _fit_torch(
     }
     meta["history"] = result.history
     meta["checkpoint"] = TORCH_CHECKPOINT
-    meta["onnx"] = {
-        "file": "model.onnx",
-        "input": "input",
-        "output": net.output_name,
-        "fused": None,
-        "fp16_file": None,
-        "parity": parity,
-    }
+    meta["onnx"] = onnx_section(net.output_name, parity=parity)
     meta["score"] = net.score_section(staging, meta["score"]["map"])
 
 
@@ -360,14 +344,7 @@ def _fit_baseline(
     meta["model"]["train"] = {"seed": int(opts.seed), "seconds": round(seconds, 3)}
     meta["checkpoint"] = SKLEARN_CHECKPOINT
     meta["score"] = get_model(model_type)().score_section(staging, None)
-    meta["onnx"] = {
-        "file": "model.onnx",
-        "input": "input",
-        "output": "score",
-        "fused": None,
-        "fp16_file": None,
-        "parity": parity,
-    }
+    meta["onnx"] = onnx_section("score", parity=parity)
 
 
 def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
