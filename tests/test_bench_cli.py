@@ -28,8 +28,20 @@ def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def bench_run(image_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
-    args = ["bench", str(image_bundle), "--backend", "onnxruntime", "--precision", "fp32,fp16,int8"]
-    args += ["--batch", "1,4", *FAST, "--json", str(out / "r.json"), "--plot", str(out / "r.png")]
+    args = ["bench", "--model", str(image_bundle), "--backend", "onnxruntime"]
+    args += [
+        "--precision",
+        "fp32",
+        "--precision",
+        "fp16",
+        "--precision",
+        "int8",
+        "--batch",
+        "1",
+        "--batch",
+        "4",
+    ]
+    args += [*FAST, "--report", str(out / "r.json"), "--plot", str(out / "r.png")]
     result = cli.invoke(app, args)
     return {"result": result, "json": out / "r.json", "png": out / "r.png"}
 
@@ -152,11 +164,11 @@ def test_video_source_times_decoding(tmp_path: Path, image_bundle: Path) -> None
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch", "0"], "--batch: expected positive integers"),
-        (["--batch", "a,b"], "--batch: expected positive integers"),
+        (["--batch", "0"], "--batch: expected a positive integer, got '0'"),
+        (["--batch", "2", "--batch", "a"], "--batch: expected a positive integer, got 'a'"),
         (["--backend", "cuda"], "--backend: 'cuda' is not one of"),
         (["--precision", "fp64"], "--precision: 'fp64' is not one of"),
-        (["--threads", "-1"], "--threads: expected positive integers"),
+        (["--threads", "-1"], "--threads: expected a positive integer, got '-1'"),
         (["--source", "missing.mp4"], "--source: video file 'missing.mp4' not found"),
     ],
 )
@@ -199,7 +211,11 @@ def test_interrupt_keeps_what_was_measured(
         "--backend",
         "onnxruntime",
         "--batch",
-        "1,2,4",
+        "1",
+        "--batch",
+        "2",
+        "--batch",
+        "4",
         *FAST,
         "--json",
         str(out),

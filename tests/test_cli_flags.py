@@ -3,6 +3,7 @@ size is --batch; the old spellings still work for one release and say so in one 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_old_spellings_still_work_with_a_deprecation_line(bundle: Path, tmp_path
             "--backend",
             "onnxruntime",
             "--batch",
-            "1",
+            "1,2",
             "--warmup-s",
             "0",
             "--duration-s",
@@ -56,6 +57,8 @@ def test_old_spellings_still_work_with_a_deprecation_line(bundle: Path, tmp_path
     assert result.exit_code == 0, result.output
     assert "the bundle as a positional argument is deprecated" in result.output
     assert "--json FILE is deprecated" in result.output and report.is_file()
+    assert "--batch 1,2 is deprecated and goes in the next release; use --batch 1 --batch 2" in result.output
+    assert json.loads(report.read_text())["settings"]["batches"] == [1, 2]
 
 
 def test_train_old_model_flag_is_the_model_type(tmp_path: Path) -> None:

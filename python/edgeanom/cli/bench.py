@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from edgeanom.cli._common import (
+    BATCH_HELP,
     DEFAULT_BUNDLE,
     BundleOption,
     LegacyBundleArgument,
@@ -19,28 +20,43 @@ from edgeanom.cli._common import (
 )
 from edgeanom.errors import EdgeanomError
 
-
-def parse_int_list(text: str, option: str, allow_zero: bool = False) -> list[int]:
-    """'1,4,16' -> [1, 4, 16]; a clear one-line error naming the option otherwise."""
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if not part.isdigit() or (int(part) == 0 and not allow_zero):
-            raise EdgeanomError(f"{option}: expected positive integers separated by commas, got '{text}'")
-        values.append(int(part))
-    if not values:
-        raise EdgeanomError(f"{option}: expected at least one value, got '{text}'")
-    return list(dict.fromkeys(values))
+DEFAULT_BATCHES = ["1", "2", "4", "8", "16"]
 
 
-def parse_name_list(text: str, option: str, allowed: tuple[str, ...]) -> list[str]:
-    values = [p.strip().lower() for p in text.split(",") if p.strip()]
-    bad = [v for v in values if v not in allowed]
-    if bad or not values:
-        raise EdgeanomError(f"{option}: '{text}' is not one of {', '.join(allowed)} (comma-separated)")
-    return list(dict.fromkeys(values))
+def _sweep(values: Optional[list[str]], option: str, default: list[str]) -> list[str]:
+    """The values of a repeatable sweep option (`--batch 1 --batch 8`). A comma list, the old spelling,
+    still works for one release and says so in one line."""
+    values = list(values) if values else list(default)
+    if any("," in v for v in values):
+        split = [p.strip() for v in values for p in v.split(",")]
+        deprecated(f"{option} {','.join(values)}", " ".join(f"{option} {p}" for p in split if p))
+        values = split
+    return [v for v in values if v]
+
+
+def parse_int_list(
+    values: Optional[list[str]], option: str, default: Optional[list[str]] = None
+) -> list[int]:
+    """['1', '4'] -> [1, 4]; each value is one positive integer, as the same option means in `run`."""
+    out = []
+    for part in _sweep(values, option, default or []):
+        if not part.isdigit() or int(part) == 0:
+            raise EdgeanomError(f"{option}: expected a positive integer, got '{part}'")
+        out.append(int(part))
+    if not out:
+        raise EdgeanomError(f"{option}: expected at least one value")
+    return list(dict.fromkeys(out))
+
+
+def parse_name_list(
+    values: Optional[list[str]], option: str, allowed: tuple[str, ...], default: str
+) -> list[str]:
+    """Names, one per occurrence of the option, each one of `allowed`."""
+    names = [v.lower() for v in _sweep(values, option, [default])]
+    bad = [v for v in names if v not in allowed]
+    if bad or not names:
+        raise EdgeanomError(f"{option}: '{bad[0] if bad else ''}' is not one of {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
 
 
 def _fmt(value: Optional[float], digits: int = 3) -> str:
@@ -196,20 +212,27 @@ def register(app: typer.Typer) -> None:
         legacy_bundle: LegacyBundleArgument = None,
         model: BundleOption = DEFAULT_BUNDLE,
         backend: Annotated[
-            str,
+            Optional[list[str]],
             typer.Option(
                 "--backend",
-                help="all | tensorrt | onnxruntime | torch (comma-separated); 'all' skips missing ones.",
+                help="all | tensorrt | onnxruntime | torch; repeat to compare several. 'all' (default) "
+                "skips missing ones.",
             ),
-        ] = "all",
+        ] = None,
         precision: Annotated[
-            str, typer.Option("--precision", help="Comma-separated: fp32, fp16, int8.")
-        ] = "fp32",
-        batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")] = "1,2,4,8,16",
+            Optional[list[str]],
+            typer.Option("--precision", help="fp32 (default) | fp16 | int8; repeat to sweep."),
+        ] = None,
+        batch: Annotated[
+            Optional[list[str]],
+            typer.Option("--batch", help=f"{BATCH_HELP} Repeat to sweep (default 1, 2, 4, 8, 16)."),
+        ] = None,
         threads: Annotated[
-            Optional[str],
+            Optional[list[str]],
             typer.Option(
-                "--threads", help="Comma-separated CPU thread counts for CPU runtimes (default: runtime's)."
+                "--threads",
+                help="CPU inference threads for CPU runtimes, as in `run`; repeat to sweep (default: the "
+                "runtime's).",
             ),
         ] = None,
         warmup_s: Annotated[
@@ -254,9 +277,9 @@ def register(app: typer.Typer) -> None:
 
         plan = BenchPlan(
             bundle_dir=bundle_dir,
-            backends=parse_name_list(backend, "--backend", ("all", *BACKENDS)),
-            precisions=parse_name_list(precision, "--precision", PRECISIONS),
-            batches=parse_int_list(batch, "--batch"),
+            backends=parse_name_list(backend, "--backend", ("all", *BACKENDS), "all"),
+            precisions=parse_name_list(precision, "--precision", PRECISIONS, "fp32"),
+            batches=parse_int_list(batch, "--batch", DEFAULT_BATCHES),
             threads=parse_int_list(threads, "--threads") if threads else [None],
             warmup_s=warmup_s,
             duration_s=duration_s,
