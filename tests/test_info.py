@@ -101,3 +101,26 @@ def test_info_lines_for_a_jetson_with_a_gpu() -> None:
     assert "jetson_clocks: no" in text
     assert "tensorrt: 10.3.0" in text
     assert "scoring core: GCC 11.4, 6 threads" in text
+
+
+def test_info_reports_the_backend_source_and_sink_tables() -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    from edgeanom.backends.registry import BACKENDS
+    from edgeanom.runtime.sinks.registry import SINKS
+
+    env = json.loads(runner.invoke(app, ["info", "--json"]).output)
+    backends = {b["name"]: b for b in env["backends"]}
+    assert list(backends) == list(BACKENDS)
+    assert backends["onnxruntime"]["unavailable"] is None
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "TensorRT is not installed" in backends["tensorrt"]["unavailable"]
+    assert [s["name"] for s in env["sinks"]] == [k.name for k in SINKS]
+    assert {"camera", "video", "sensor", "mqtt", "mqtts"} <= {s["name"] for s in env["sources"]}
+    # the same view in the human output, through `python -m edgeanom`
+    out = subprocess.run(
+        [sys.executable, "-m", "edgeanom", "info"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert re.search(r"backends\s+onnxruntime", out) and "outputs" in out

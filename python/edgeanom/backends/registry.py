@@ -90,6 +90,19 @@ def backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def describe_backends() -> list[dict[str, Any]]:
+    """Every backend with its precisions and why it cannot run here, if it cannot (for `edgeanom info`)."""
+    return [
+        {
+            "name": b.name,
+            "description": b.description,
+            "precisions": list(b.precisions),
+            "unavailable": b.unavailable(),
+        }
+        for b in BACKENDS.values()
+    ]
+
+
 def open_runner(
     bundle: Bundle,
     backend: str = "auto",

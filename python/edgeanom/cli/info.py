@@ -1,4 +1,5 @@
-"""`edgeanom info`: versions, accelerators and Jetson state of this machine (`--json` for scripts)."""
+"""`edgeanom info`: versions, accelerators and Jetson state of this machine, and which backends, inputs and
+outputs `run` can use here (`--json` for scripts)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,35 @@ def info_lines(env: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
+def extension_lines(env: dict[str, Any]) -> list[tuple[str, str]]:
+    """What `run` can use here, from the backend, source and sink tables: available names, then the rest
+    with the reason each is missing."""
+    lines = []
+    for label, key in (("backends", "backends"), ("inputs", "sources"), ("outputs", "sinks")):
+        entries = env.get(key) or []
+        ready = [e["name"] for e in entries if not e.get("unavailable")]
+        missing = [f"{e['name']} ({e['unavailable']})" for e in entries if e.get("unavailable")]
+        text = ", ".join(ready) or "none"
+        if missing:
+            text += "; unavailable: " + "; ".join(missing)
+        lines.append((label, text))
+    return lines
+
+
+def collect_info() -> dict[str, Any]:
+    """environment.collect() plus the backend, source and sink tables' view of this machine."""
+    from edgeanom import environment
+    from edgeanom.backends.registry import describe_backends
+    from edgeanom.runtime.sinks.registry import describe_sinks
+    from edgeanom.runtime.sources.registry import describe_sources
+
+    env = environment.collect(import_torch=True)
+    env["backends"] = describe_backends()
+    env["sources"] = describe_sources()
+    env["sinks"] = describe_sinks()
+    return env
+
+
 def _scoring_summary(info: dict) -> str:
     """One readable line of the core's build info (`--json` keeps every field)."""
     simd = info.get("simd") or {}
@@ -107,9 +137,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     ) -> None:
         """Print versions of edgeanom and its runtimes, accelerators, Jetson state and the scoring core build."""
-        from edgeanom import environment
-
-        env = environment.collect(import_torch=True)
+        env = collect_info()
         if as_json:
             typer.echo(json.dumps(env, indent=2, default=str))
             return
@@ -119,6 +147,6 @@ def register(app: typer.Typer) -> None:
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold")
         table.add_column()
-        for label, value in info_lines(env):
+        for label, value in [*info_lines(env), *extension_lines(env)]:
             table.add_row(label, str(value))
         Console().print(table)
