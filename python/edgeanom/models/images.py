@@ -21,6 +21,15 @@ from edgeanom.models.base import (
 from edgeanom.models.registry import register
 
 
+def conv_geometry(model: AnomalyModel, params: dict[str, Any]) -> tuple[int, list[int], tuple[int, int, int]]:
+    """(input channels, encoder widths, bottleneck shape) of a strided-conv backbone over `model`'s input;
+    the input size must halve cleanly once per stage."""
+    c, h, w = model.input_shape
+    channels = [int(ch) for ch in params["channels"]]
+    check_divisible(model.input_shape, len(channels), model.type_name)
+    return c, channels, (channels[-1], h // 2 ** len(channels), w // 2 ** len(channels))
+
+
 @register
 class ConvAE(AnomalyModel):
     """Convolutional autoencoder with a dense bottleneck (latent 0 keeps a spatial bottleneck instead)."""
@@ -32,10 +41,7 @@ class ConvAE(AnomalyModel):
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
         super().__init__(input_shape, params)
-        c, h, w = self.input_shape
-        channels = [int(ch) for ch in params["channels"]]
-        check_divisible(self.input_shape, len(channels), self.type_name)
-        self.inner = (channels[-1], h // 2 ** len(channels), w // 2 ** len(channels))
+        c, channels, self.inner = conv_geometry(self, params)
         self.encoder = ConvEncoder(c, channels)
         self.decoder = ConvDecoder(c, channels)
         latent = int(params["latent"])
@@ -60,10 +66,7 @@ class ConvVAE(AnomalyModel):
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
         super().__init__(input_shape, params)
-        c, h, w = self.input_shape
-        channels = [int(ch) for ch in params["channels"]]
-        check_divisible(self.input_shape, len(channels), self.type_name)
-        self.inner = (channels[-1], h // 2 ** len(channels), w // 2 ** len(channels))
+        c, channels, self.inner = conv_geometry(self, params)
         flat = math.prod(self.inner)
         latent = int(params["latent"])
         self.conv = ConvEncoder(c, channels)
