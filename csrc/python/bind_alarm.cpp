@@ -56,36 +56,10 @@ class AlarmFilter {
         : core_(make_params(threshold, ewma_alpha, k, n, clear_threshold, min_hold)) {}
 
     py::tuple update(const py::object& scores_obj, const py::object& ids_obj) {
-        const py::array raw = as_array(scores_obj, "scores");
-        if (raw.ndim() > 1) throw py::value_error("scores must be 1-D, got shape " + shape_str(shape_of(raw)));
-        const auto scores = real_input<double>(raw, "scores");
+        const auto scores = score_input(scores_obj);
+        const StreamIds ids(ids_obj, scores);
         const std::size_t n = static_cast<std::size_t>(scores.size());
         const Shape sshape{static_cast<py::ssize_t>(n)};
-
-        std::int64_t single_id = 0;
-        py::array_t<std::int64_t> ids;
-        const std::int64_t* idp = nullptr;
-        if (!ids_obj.is_none()) {
-            if (PyLong_Check(ids_obj.ptr()) && !PyBool_Check(ids_obj.ptr())) {
-                single_id = to_int(ids_obj, "stream_ids");
-            } else {
-                py::array ia = as_array(ids_obj, "stream_ids");
-                const char ik = ia.dtype().kind();
-                if (ik != 'i' && ik != 'u')
-                    throw py::type_error("stream_ids has dtype " + dtype_name(ia.dtype()) + ", expected an integer dtype");
-                if (ia.ndim() == 0) {
-                    single_id = to_int(ia.attr("item")(), "stream_ids");
-                } else {
-                    const Shape is = shape_of(ia);
-                    if (is != sshape && !(raw.ndim() == 0 && is == Shape{1}))
-                        throw py::value_error("stream_ids shape " + shape_str(is) + " does not match scores shape " +
-                                              shape_str(shape_of(raw)));
-                    ids = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(ia);
-                    if (!ids) throw py::error_already_set();
-                    idp = ids.data();
-                }
-            }
-        }
         py::array_t<bool> flags(sshape);
         py::array_t<float> smoothed(sshape);
         bool* fp = flags.mutable_data();
@@ -96,7 +70,7 @@ class AlarmFilter {
         // calls on the same filter from several Python threads safe.
         for (std::size_t i = 0; i < n; ++i) {
             double s = 0.0;
-            fp[i] = core_.step(idp ? idp[i] : single_id, xp[i], s, events);
+            fp[i] = core_.step(ids.of(i), xp[i], s, events);
             sp[i] = static_cast<float>(s);
         }
         return py::make_tuple(flags, smoothed, event_list(events));

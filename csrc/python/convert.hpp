@@ -165,6 +165,49 @@ inline std::string to_str(const py::handle& v, const char* name) {
     return py::str(v);
 }
 
+// The per-sample stream ids of a streaming update(): None (all stream 0), one integer for the whole batch,
+// or an integer array shaped like the scores. `of(i)` is sample i's stream.
+class StreamIds {
+  public:
+    StreamIds(const py::object& ids_obj, const py::array& scores) {
+        if (ids_obj.is_none()) return;
+        if (PyLong_Check(ids_obj.ptr()) && !PyBool_Check(ids_obj.ptr())) {
+            single_ = to_int(ids_obj, "stream_ids");
+            return;
+        }
+        py::array ia = as_array(ids_obj, "stream_ids");
+        const char ik = ia.dtype().kind();
+        if (ik != 'i' && ik != 'u')
+            throw py::type_error("stream_ids has dtype " + dtype_name(ia.dtype()) + ", expected an integer dtype");
+        if (ia.ndim() == 0) {
+            single_ = to_int(ia.attr("item")(), "stream_ids");
+            return;
+        }
+        const Shape is = shape_of(ia);
+        const Shape ss{static_cast<py::ssize_t>(scores.size())};
+        if (is != ss && !(scores.ndim() == 0 && is == Shape{1}))
+            throw py::value_error("stream_ids shape " + shape_str(is) + " does not match scores shape " +
+                                  shape_str(shape_of(scores)));
+        ids_ = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(ia);
+        if (!ids_) throw py::error_already_set();
+        data_ = ids_.data();
+    }
+
+    std::int64_t of(std::size_t i) const { return data_ ? data_[i] : single_; }
+
+  private:
+    std::int64_t single_ = 0;
+    py::array_t<std::int64_t> ids_;
+    const std::int64_t* data_ = nullptr;
+};
+
+// A 1-D array of real scores, as float64 (the streaming stages work in float64).
+inline py::array_t<double> score_input(const py::object& obj) {
+    const py::array raw = as_array(obj, "scores");
+    if (raw.ndim() > 1) throw py::value_error("scores must be 1-D, got shape " + shape_str(shape_of(raw)));
+    return real_input<double>(raw, "scores");
+}
+
 // Releases the GIL around a kernel. Safe because the kernels touch only raw buffers owned by numpy
 // arrays that the calling binding frame keeps referenced (so they cannot be freed or resized
 // meanwhile), and never call into Python. Another Python thread writing to the same arrays

@@ -4,6 +4,7 @@
 PYBIND11_MODULE(_scoring, m) {
     m.doc() = "edgeanom's compiled scoring core. Use the documented API in edgeanom.scoring.";
     edgeanom::bind::register_errors(m);
+    edgeanom::bind::register_adaptive(m);
     edgeanom::bind::register_alarm(m);
     edgeanom::bind::register_runtime(m);
 }

@@ -8,6 +8,7 @@ namespace edgeanom::bind {
 
 void register_errors(pybind11::module_& m);   // bind_errors.cpp: reconstruction errors, maps, map scores
 void register_alarm(pybind11::module_& m);    // bind_alarm.cpp: the streaming AlarmFilter
+void register_adaptive(pybind11::module_& m);  // bind_adaptive.cpp: the streaming AdaptiveScorer
 void register_runtime(pybind11::module_& m);  // bind_runtime.cpp: threads, SIMD level, build report
 
 }  // namespace edgeanom::bind

@@ -63,3 +63,30 @@ class AlarmFilter:
     def clear_threshold(self) -> Optional[float]: ...
     @property
     def min_hold(self) -> int: ...
+
+class AdaptiveScorer:
+    def __init__(
+        self,
+        window: int = 1000,
+        short_window: int = 1,
+        warmup: int = 100,
+        min_history: int = 30,
+        gate: float = 4.0,
+        holdoff: int = 0,
+        relearn_after: int = 0,
+        relearn_every: int = 10,
+        log_scores: bool = True,
+        offset: float = 1e-6,
+        min_scale: float = 1e-3,
+        reference: Optional[float] = None,
+    ) -> None: ...
+    def update(
+        self, scores: npt.ArrayLike, stream_ids: Optional[npt.ArrayLike] = None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]: ...
+    def reset(self, stream_id: Optional[int] = None) -> None: ...
+    def streams(self) -> list[int]: ...
+    def state(self, stream_id: int) -> Optional[dict[str, Any]]: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+
+def normal_surprise(z: npt.ArrayLike) -> npt.NDArray[np.float64]: ...

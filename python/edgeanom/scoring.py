@@ -32,6 +32,8 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 __all__ = [
     "METRICS",
+    "AdaptiveScorer",
+    "AdaptiveUpdate",
     "AlarmFilter",
     "AlarmUpdate",
     "blur_maps",
@@ -39,6 +41,7 @@ __all__ = [
     "error_map",
     "get_num_threads",
     "map_score",
+    "normal_surprise",
     "reconstruction_error",
     "set_num_threads",
 ]
@@ -272,3 +275,92 @@ class AlarmFilter:
             f"AlarmFilter(threshold={self.threshold!r}, ewma_alpha={self.ewma_alpha!r}, k={self.k}, "
             f"n={self.n}, clear_threshold={self.clear_threshold!r}, min_hold={self.min_hold})"
         )
+
+
+class AdaptiveUpdate(NamedTuple):
+    """Result of :meth:`AdaptiveScorer.update`."""
+
+    surprise: np.ndarray
+    """float64 ``(N,)``: ``-log10`` of how unlikely the sample is under its stream's recent history."""
+    learned: np.ndarray
+    """bool ``(N,)``: whether the sample joined its stream's history."""
+
+
+class AdaptiveScorer:
+    """Adaptive scoring stage, one state per stream id (implemented in C++): each raw score judged against
+    its own stream's recent history, causally, so slow drift does not become a flood of alarms.
+
+    For each sample of a stream, in order:
+
+    1. ``t = log(max(x, 0) + offset)`` (``log_scores``) or ``t = x``; non-finite ``x`` -> surprise +inf.
+    2. ``m`` = mean of the last ``short_window`` values of ``t``.
+    3. With at least ``min_history`` learned values: ``z = (m - median) / max(IQR / 1.349, min_scale)``
+       over the learned history (numpy's linear quantiles) and ``surprise = -log10(Q(z))``, Q the
+       standard normal upper tail (0.3 at the median, 4 at one in 10^4, unbounded); otherwise 0.
+    4. Learning: the first ``warmup`` samples always; later, samples with ``surprise < gate`` that are at
+       least ``holdoff`` samples after the last gated one. With ``relearn_after > 0``, once more than
+       ``relearn_after`` samples in a row were gated, one in ``relearn_every`` of them is learned (a
+       persisting change becomes normal at a bounded rate; a short anomaly never does).
+    5. ``state(stream)["drift_fraction"]``: share of the history above ``reference`` (the calibrated
+       raw threshold); about the calibration's own rate when nothing drifted.
+
+    Memory per stream is fixed (two arrays of ``window`` float64 and one of ``short_window``).
+    """
+
+    def __init__(
+        self,
+        window: int = 1000,
+        short_window: int = 1,
+        warmup: int = 100,
+        min_history: int = 30,
+        gate: float = 4.0,
+        holdoff: int = 0,
+        relearn_after: int = 0,
+        relearn_every: int = 10,
+        log_scores: bool = True,
+        offset: float = 1e-6,
+        min_scale: float = 1e-3,
+        reference: Optional[float] = None,
+    ) -> None:
+        self._core = _core.AdaptiveScorer(
+            window,
+            short_window,
+            warmup,
+            min_history,
+            gate,
+            holdoff,
+            relearn_after,
+            relearn_every,
+            bool(log_scores),
+            offset,
+            min_scale,
+            reference,
+        )
+
+    def update(self, scores: Any, stream_ids: Any = None) -> AdaptiveUpdate:
+        """Feeds raw scores in order (``stream_ids`` as in :meth:`AlarmFilter.update`)."""
+        surprise, learned = self._core.update(scores, stream_ids)
+        return AdaptiveUpdate(surprise, learned)
+
+    def reset(self, stream_id: Optional[int] = None) -> None:
+        """Forgets all streams (or one)."""
+        self._core.reset(stream_id)
+
+    def streams(self) -> list[int]:
+        return list(self._core.streams())
+
+    def state(self, stream_id: int) -> Optional[dict[str, Any]]:
+        """seen, learned, history, median, scale, last_surprise, gated_run, drift_count, drift_fraction."""
+        return self._core.state(stream_id)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._core.params)
+
+    def __repr__(self) -> str:
+        return "AdaptiveScorer(" + ", ".join(f"{k}={v!r}" for k, v in self.params.items()) + ")"
+
+
+def normal_surprise(z: Any) -> np.ndarray:
+    """``-log10(Q(z))`` for the standard normal upper tail Q, float64, accurate where Q underflows."""
+    return np.asarray(_core.normal_surprise(np.asarray(z, dtype=np.float64)))
