@@ -21,8 +21,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("_version", "errors", "jsonutil", "fileio", "threads", "jetson", "_scoring", "_facade"),
     # 1: the bundle and what it describes: data, preprocessing, the C++ wrapper, thresholds, models
     ("bundle", "data", "holdout", "calibration", "preprocess", "scoring", "models"),
-    # 2: turning a batch into scores: scorer, backends, TensorRT engines, the machine's description
-    ("scorer", "backends", "engines", "environment"),
+    # 2: turning a batch into scores: scorer, the adaptive stage, backends, TensorRT engines, the machine's description
+    ("scorer", "adaptive", "backends", "engines", "environment"),
     # 3: the deployed path: batched scoring and the streaming runtime
     ("inference", "runtime"),
     # 4: the jobs: train, export, evaluate, bench, demo, and the Python API over them

@@ -85,7 +85,9 @@ def streams(draw: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
 
 @settings(max_examples=150, deadline=None)
 @given(streams(), st.integers(1, 7))
-def test_matches_the_float64_reference(case: tuple[dict[str, Any], np.ndarray, np.ndarray], chunk: int) -> None:
+def test_matches_the_float64_reference(
+    case: tuple[dict[str, Any], np.ndarray, np.ndarray], chunk: int
+) -> None:
     params, scores, ids = case
     core, ref = AdaptiveScorer(**params), Reference(**params)
     got_s, got_l = [], []

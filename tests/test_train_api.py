@@ -262,11 +262,17 @@ def test_baseline_and_deep_svdd_bundles(tmp_path, model_type):
     )
     if model_type == "iforest":
         assert bundle.onnx["output"] == "score" and bundle.model_family == "sklearn"
+        assert bundle.score["adaptive"]["log_scores"] is False  # a decision function can be negative
         np.testing.assert_allclose(
             scores, -load_sklearn(bundle).decision_function(scaled.astype(np.float32)), rtol=1e-4, atol=1e-5
         )
     else:
-        assert bundle.score == {"metric": "sse", "center": "center.npy", "map": None}
+        assert {k: bundle.score[k] for k in ("metric", "center", "map")} == {
+            "metric": "sse",
+            "center": "center.npy",
+            "map": None,
+        }
+        assert bundle.score["adaptive"]["enabled"] and bundle.score["adaptive"]["log_scores"]
         with torch.no_grad():
             z = load_model(bundle).double()(torch.from_numpy(scaled)).numpy()
         ref = ((z - bundle.center().astype(np.float64)) ** 2).sum(axis=1)

@@ -47,6 +47,7 @@ SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 DEFAULT_BUNDLE_DIR = Path("edgeanom-model")
 INPUT_KINDS = ("image", "window", "vector")
+MODEL_FAMILIES = ("torch", "sklearn", "stat")  # stat: statistical detectors, ONNX only (no checkpoint)
 
 
 @dataclass
@@ -58,18 +59,28 @@ class Threshold:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def normalise(self, scores: np.ndarray) -> np.ndarray:
-        """Map raw scores to [0, 1] so that the threshold sits at 0.5.
-
-        Normal held-out scores (min .. threshold) map to [0, 0.5]; scores from the threshold up to twice its
-        distance above the normal minimum map to [0.5, 1]; beyond that the value is clipped to 1.
-        """
-        lo = float(self.stats.get("min", 0.0))
-        span = max(self.value - lo, 1e-12)
-        out = 0.5 * (np.asarray(scores, dtype=np.float64) - lo) / span
-        return np.clip(np.nan_to_num(out, nan=1.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+        """Map raw scores to [0, 1] so that the threshold sits at 0.5 (see `graded`)."""
+        return graded(scores, self.value, float(self.stats.get("min", 0.0)))
 
     def to_json(self) -> dict[str, Any]:
         return {"value": float(self.value), "method": self.method, "stats": self.stats}
+
+
+def graded(scores: np.ndarray, threshold: float, low: float = 0.0) -> np.ndarray:
+    """Scores -> [0, 1], monotone, with `threshold` at 0.5, so tools can rank alarms by it.
+
+    From `low` (the normal minimum) to the threshold the map is linear, 0 -> 0.5. Above it,
+    1 - 0.5 * span / (score - low), span = threshold - low: 0.75 at twice the span, 0.95 at ten times; it
+    approaches 1 without reaching it, so a much higher score always ranks higher (no saturation). NaN and
+    +inf give 1.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    span = max(float(threshold) - float(low), 1e-12)
+    d = x - float(low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        above = 1.0 - 0.5 * span / np.maximum(d, span)
+    out = np.where(d <= span, 0.5 * np.clip(d, 0.0, None) / span, above)
+    return np.where(np.isnan(x) | (x == np.inf), 1.0, out)
 
 
 @dataclass
@@ -284,8 +295,8 @@ def validate_meta(meta: dict[str, Any], where: str) -> None:
     model = meta["model"]
     if not isinstance(model, dict) or not isinstance(model.get("type"), str) or not model["type"]:
         raise bad("model.type", "a model name", model.get("type") if isinstance(model, dict) else model)
-    if model.get("family", "torch") not in ("torch", "sklearn"):
-        raise bad("model.family", "'torch' or 'sklearn'", model.get("family"))
+    if model.get("family", "torch") not in MODEL_FAMILIES:
+        raise bad("model.family", f"one of {', '.join(MODEL_FAMILIES)}", model.get("family"))
     inp = meta["input"]
     if not isinstance(inp, dict):
         raise bad("input", "an object with kind and shape", inp)
@@ -321,6 +332,39 @@ def validate_meta(meta: dict[str, Any], where: str) -> None:
         raise bad("threshold.value", f"a number >= 0 (a {metric} error is never negative)", value)
 
 
+_ADAPTIVE_COUNTS = (
+    "window",
+    "warmup",
+    "min_history",
+    "holdoff",
+    "relearn_after",
+    "relearn_every",
+    "level_rows",
+)
+_ADAPTIVE_POSITIVE = ("threshold", "gate", "offset", "min_scale", "level_min_scale")
+
+
+def _validate_adaptive(spec: Any, bad: Any) -> None:
+    """score.adaptive: the parameters of the adaptive stage (edgeanom/adaptive.py)."""
+    if not isinstance(spec, dict):
+        raise bad("score.adaptive", "an object or null", spec)
+    if not isinstance(spec.get("enabled", True), bool):
+        raise bad("score.adaptive.enabled", "true or false", spec.get("enabled"))
+    for key in _ADAPTIVE_COUNTS:
+        v = spec.get(key, 0)
+        if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1 << 20):
+            raise bad(f"score.adaptive.{key}", "an integer in [0, 1048576]", v)
+    for key in ("window", "threshold", "gate", "offset", "min_scale", "min_history"):
+        if key not in spec:
+            raise bad(f"score.adaptive.{key}", "present", None)
+    for key in _ADAPTIVE_POSITIVE:
+        v = spec.get(key, 1.0)
+        if not (_number(v) and v > 0):
+            raise bad(f"score.adaptive.{key}", "a finite number > 0", v)
+    if not 2 <= spec["min_history"] <= spec["window"]:
+        raise bad("score.adaptive.min_history", f"in [2, window={spec['window']}]", spec["min_history"])
+
+
 def _validate_score(score: Any, bad: Any) -> None:
     if not isinstance(score, dict):
         raise bad("score", "an object with a metric", score)
@@ -331,6 +375,8 @@ def _validate_score(score: Any, bad: Any) -> None:
     weights = score.get("weights")
     if weights is not None and not (isinstance(weights, list) and all(_number(w) for w in weights)):
         raise bad("score.weights", "a list of finite numbers or null", "<non-numeric list>")
+    if score.get("adaptive") is not None:
+        _validate_adaptive(score["adaptive"], bad)
     smap = score.get("map")
     if smap is None:
         return

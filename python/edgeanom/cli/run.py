@@ -55,8 +55,26 @@ def run(
     ] = 8,
     threshold: Annotated[
         Optional[float],
-        typer.Option("--threshold", help="Override the bundle's calibrated threshold (raw score)."),
+        typer.Option(
+            "--threshold",
+            help="Override the alarm threshold: on the raw score, or on the surprise with the adaptive stage.",
+        ),
     ] = None,
+    adaptive: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--adaptive/--no-adaptive",
+            help="Judge each score against the stream's own recent history (default: the bundle's setting, "
+            "on for sensor bundles).",
+        ),
+    ] = None,
+    recalibrate: Annotated[
+        bool,
+        typer.Option(
+            "--recalibrate",
+            help="Adaptive stage: let a change that persists become the new normal, at a bounded rate.",
+        ),
+    ] = False,
     k: Annotated[
         int, typer.Option("--k", help="Alarm when k of the last n samples are above threshold.")
     ] = 1,
@@ -122,7 +140,7 @@ def run(
         precision=precision,
         threads=threads,
         batch=batch,
-        alarms=AlarmSettings(threshold, k, n, ewma, hysteresis, min_hold),
+        alarms=AlarmSettings(threshold, k, n, ewma, hysteresis, min_hold, adaptive, recalibrate),
         events=events,
         events_only=events_only,
         mqtt=mqtt,

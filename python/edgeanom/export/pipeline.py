@@ -100,6 +100,8 @@ def export_bundle(bundle_dir: Any, options: Optional[ExportOptions] = None) -> E
     sets = [(s.name, s.x) for s in inputs]
     if bundle.model_family == "sklearn":
         _export_sklearn(bundle, opts, sets, result)
+    elif bundle.model_family == "stat":
+        _export_statistical(bundle, opts, sets, result)
     else:
         _export_torch(bundle, opts, sets, inputs, result)
     # engines built from an earlier graph stay in the cache (run rebuilds on mismatch): list what is there
@@ -342,6 +344,39 @@ def _export_sklearn(
     if opts.fp16 or not opts.fused:
         result.notes.append(
             "--fp16 / --no-fused-score do not apply to scikit-learn baselines (FP32 score graphs)"
+        )
+    bundle.meta["onnx"] = {**(bundle.meta.get("onnx") or {}), "parity": _parity_record(result)}
+
+
+def _export_statistical(
+    bundle: Bundle, opts: ExportOptions, sets: list[tuple[str, np.ndarray]], result: ExportResult
+) -> None:
+    """Statistical detectors: the graph is rebuilt from the bundle's statistics when missing, and checked
+    against the float64 reference on the parity sets."""
+    import onnx
+
+    from edgeanom.export.onnx_graph import check_graph
+    from edgeanom.fileio import atomic_write_bytes
+    from edgeanom.models import get_model
+
+    cls = get_model(bundle.model_type)
+    params = bundle.meta["model"]["params"]
+    path = bundle.onnx_path
+    if not path.is_file():
+        atomic_write_bytes(path, cls.graph(tuple(bundle.input_shape), params).SerializeToString())
+        result.notes.append(f"{path.name} was missing: rebuilt from the bundle's statistics")
+    check_graph(onnx.load(str(path)), path.name)
+    session = onnx_session(str(path))
+    for name, x in sets:
+        got = run_onnx(session, x)["score"]
+        result.parity.append(
+            row(f"{path.name} vs float64 reference", name, cls.numpy_score(x, params), got, FP32_REL_TOL)
+        )
+    _require_ok(result.parity, "ONNX scores do not match the detector's float64 reference")
+    result.files["onnx"] = path.name
+    if opts.fp16 or not opts.fused:
+        result.notes.append(
+            "--fp16 / --no-fused-score do not apply to statistical detectors (FP32 score graphs)"
         )
     bundle.meta["onnx"] = {**(bundle.meta.get("onnx") or {}), "parity": _parity_record(result)}
 

@@ -27,6 +27,8 @@ class AlarmSettings:
     ewma: Optional[float] = None  # smoothing factor alpha in (0, 1]
     hysteresis: Optional[float] = None  # clear below threshold * (1 - hysteresis)
     min_hold: int = 0
+    adaptive: Optional[bool] = None  # None: the bundle's setting (on for sensor bundles trained by train)
+    recalibrate: bool = False  # adaptive: a change that persists becomes the new normal (bounded rate)
 
     def validate(self) -> None:
         if self.k < 1 or self.n < 1 or self.k > self.n:

@@ -128,8 +128,15 @@ def run_stream(
         if on_ready is not None:
             on_ready(pipeline, sinks)
         say(
-            f"model: {bundle.model_type} ({bundle.input_kind} {list(bundle.input_shape)}), threshold "
-            f"{pipeline.threshold.value:.6g}; streams: {', '.join(s.name for s in sources)}"
+            f"model: {bundle.model_type} ({bundle.input_kind} {list(bundle.input_shape)}), "
+            + (
+                f"adaptive scoring (alarm at surprise {pipeline.threshold.value:.6g}"
+                + (", recalibrating" if pipeline.adaptive.recalibrating else "")
+                + f"; calibrated threshold {bundle.threshold.value:.6g})"
+                if pipeline.adaptive is not None
+                else f"threshold {pipeline.threshold.value:.6g}"
+            )
+            + f"; streams: {', '.join(s.name for s in sources)}"
         )
         guard = graceful_stop(pipeline.stop) if opts.install_signal_handlers else contextlib.nullcontext()
         with guard:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edgeanom.adaptive import AdaptiveStage
 from edgeanom.backends import Runner
 from edgeanom.bundle import Bundle, Threshold
 from edgeanom.errors import EdgeanomError
@@ -80,11 +81,17 @@ class Pipeline:
         self.settings = alarms or AlarmSettings()
         self.stats = stats or RunStats(backend=getattr(runner, "name", ""))
         base = bundle.threshold
-        self.threshold = (
-            base
-            if self.settings.threshold is None
-            else Threshold(float(self.settings.threshold), "--threshold", base.stats)
-        )
+        self.adaptive = _adaptive_stage(bundle, self.settings)
+        if self.adaptive is not None:
+            # the alarm compares the stage's surprise; --threshold sets the surprise threshold
+            value = (
+                self.settings.threshold if self.settings.threshold is not None else self.adaptive.threshold
+            )
+            self.threshold = Threshold(float(value), "adaptive", {"min": 0.0})
+        elif self.settings.threshold is None:
+            self.threshold = base
+        else:
+            self.threshold = Threshold(float(self.settings.threshold), "--threshold", base.stats)
         self.preprocessor = Preprocessor(bundle)
         self.scorer = Scorer(bundle)
         self._check_sources()
@@ -361,10 +368,23 @@ class Pipeline:
         if scores.shape[0] != n:
             raise EdgeanomError(f"the model returned {scores.shape[0]} scores for a batch of {n}")
         stream_ids = np.fromiter((sid for sid, _ in taken), dtype=np.int64, count=n)
+        compared, surprise, drift = scores, None, None
+        if self.adaptive is not None:
+            judged = self.adaptive.update(scores, x, stream_ids)
+            compared = surprise = judged.surprise.astype(np.float32)
+            drift = judged.events
         flags, smoothed, events = alarms.update(
-            scores, stream_ids, [it.index for _, it in taken], [it.wall for _, it in taken]
+            compared, stream_ids, [it.index for _, it in taken], [it.wall for _, it in taken]
         )
-        normalised = self.threshold.normalise(smoothed if self.settings.ewma else scores)
+        if drift is not None:
+            for i, extra in enumerate(drift):
+                for event in extra:
+                    sid = int(stream_ids[i])
+                    event.update(stream=self.sources[sid].name, stream_id=sid, index=taken[i][1].index)
+                    event.setdefault("time", taken[i][1].wall)
+                    self.stats.record_drift(self.sources[sid].name, event["state"] == "start")
+                events[i].extend(extra)
+        normalised = self.threshold.normalise(smoothed if self.settings.ewma else compared)
         now = time.monotonic()
         threshold = float(alarms.threshold)
         maps = None
@@ -399,6 +419,7 @@ class Pipeline:
                     error_map=None if maps is None else maps[i],
                     smoothed=float(smoothed[i]) if self.settings.ewma else None,
                     ref=item.ref,
+                    surprise=None if surprise is None else float(surprise[i]),
                 )
             )
             self.stats.record_sample(
@@ -414,6 +435,22 @@ class Pipeline:
         from edgeanom import scoring
 
         return scoring.error_map(x, np.ascontiguousarray(recon, dtype=np.float32))
+
+
+def _adaptive_stage(bundle: Bundle, settings: AlarmSettings) -> Optional[AdaptiveStage]:
+    """The bundle's adaptive stage when it has one and it is on (`--adaptive/--no-adaptive` decide)."""
+    spec = bundle.score.get("adaptive") or {}
+    on = bool(spec.get("enabled")) if settings.adaptive is None else settings.adaptive
+    if not on:
+        if settings.recalibrate:
+            raise EdgeanomError("--recalibrate works through the adaptive stage: drop --no-adaptive")
+        return None
+    if not spec:
+        raise EdgeanomError(
+            f"bundle {bundle.path}: --adaptive needs a score.adaptive section (sensor bundles trained by "
+            "this version of `edgeanom train` have one; retrain to add it)"
+        )
+    return AdaptiveStage(bundle, recalibrate=settings.recalibrate)
 
 
 def _summary_event(summary: RunSummary) -> dict[str, Any]:

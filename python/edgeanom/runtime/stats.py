@@ -27,6 +27,8 @@ class _StreamCounters:
     corrupt: int = 0
     reconnects: int = 0
     gaps: int = 0
+    drift_events: int = 0
+    drift: bool = False
     alarm: bool = False
     last_score: float = float("nan")
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
@@ -93,6 +95,13 @@ class RunStats:
         with self._lock:
             self._streams.setdefault(stream, _StreamCounters()).reconnects += 1
 
+    def record_drift(self, stream: str, drifting: bool) -> None:
+        """A drift start (`drifting`) or end event of the adaptive stage."""
+        with self._lock:
+            s = self._streams.setdefault(stream, _StreamCounters())
+            s.drift = bool(drifting)
+            s.drift_events += int(drifting)
+
     def record_gap(self, stream: str) -> None:
         with self._lock:
             self._streams.setdefault(stream, _StreamCounters()).gaps += 1
@@ -136,6 +145,8 @@ def _summary(s: _StreamCounters, now: float) -> dict[str, Any]:
         "corrupt": s.corrupt,
         "reconnects": s.reconnects,
         "gaps": s.gaps,
+        "drift_events": s.drift_events,
+        "drift": s.drift,
         "alarm": s.alarm,
         "last_score": None if s.last_score != s.last_score else s.last_score,
         "fps": round(_rate(s.times, now), 2),

@@ -17,8 +17,8 @@ class SampleResult:
     index: int  # 0-based frame/window counter of that stream
     time: float  # wall-clock UNIX time the frame/window was captured (or replayed)
     score: float  # raw anomaly score (+inf for non-finite input)
-    normalised: float  # score mapped to [0, 1], threshold at 0.5 (Threshold.normalise)
-    threshold: float
+    normalised: float  # compared score mapped to [0, 1], threshold at 0.5, graded above (bundle.graded)
+    threshold: float  # what the alarm compares against: on `score`, or on `surprise` when adaptive
     flag: bool  # alarm state after this sample (AlarmFilter)
     latency_ms: float  # capture -> scored
     events: list[dict[str, Any]] = field(default_factory=list)  # alarm start/end events this sample produced
@@ -26,6 +26,7 @@ class SampleResult:
     error_map: Optional[np.ndarray] = None  # float32 HxW at model resolution (images with map scoring)
     smoothed: Optional[float] = None  # score after EWMA smoothing (what the alarm compares), when --ewma
     ref: Optional[str] = None  # the source's own name for the sample (image file name), when it has one
+    surprise: Optional[float] = None  # adaptive stage: what the alarm compares with `threshold` (else None)
 
 
 class Sink(Protocol):

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgeanom import data as loaders
+from edgeanom.adaptive import section as adaptive_section
 from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle, new_bundle, onnx_section
 from edgeanom.calibration import calibrate, check_labels, parse_method
 from edgeanom.errors import EdgeanomError
@@ -234,8 +235,11 @@ def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) ->
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
     try:
         bundle = _new_bundle(staging, prepared, model_type)
-        if get_model(model_type).family == "sklearn":
+        family = get_model(model_type).family
+        if family == "sklearn":
             _fit_baseline(prepared, opts, model_type, staging, bundle.meta)
+        elif family == "stat":
+            _fit_statistical(prepared, opts, model_type, staging, bundle.meta)
         else:
             _fit_torch(prepared, opts, model_type, staging, bundle.meta)
         _calibrate(bundle, prepared, opts)
@@ -347,6 +351,19 @@ def _fit_baseline(
     meta["onnx"] = onnx_section("score", parity=parity)
 
 
+def _fit_statistical(
+    prepared: Prepared, opts: TrainOptions, model_type: str, staging: Path, meta: dict[str, Any]
+) -> None:
+    from edgeanom.models.statistical import fit_statistical
+
+    started = time.perf_counter()
+    params, parity = fit_statistical(model_type, prepared.train_x, opts.params, staging / "model.onnx")
+    meta["model"]["params"] = params
+    meta["model"]["train"] = {"seconds": round(time.perf_counter() - started, 3)}
+    meta["score"] = get_model(model_type)().score_section(staging, None)
+    meta["onnx"] = onnx_section("score", parity=parity)
+
+
 def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
     """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics.
 
@@ -372,6 +389,10 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
         )
     threshold = calibrate(opts.threshold, normal, anomalous)
     bundle.meta["threshold"] = threshold.to_json()
+    if bundle.input_kind in ("window", "vector"):  # sensor and table bundles judge scores adaptively at run
+        window = (bundle.meta["preprocess"].get("window") or {}).get("length")
+        errors = bundle.meta["score"].get("metric") != "model"
+        bundle.meta["score"]["adaptive"] = adaptive_section(bundle.input_kind, window, normal, errors=errors)
 
 
 def _keep_holdout(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:

@@ -34,6 +34,12 @@ PER_STREAM: dict[str, tuple[str, str, str]] = {
         "Times a live source was reopened after dropping out.",
     ),
     "gaps": ("edgeanom_gaps_total", "counter", "Gaps in a stream (source outages)."),
+    "drift_events": (
+        "edgeanom_drift_events_total",
+        "counter",
+        "Times the stream drifted away from the training data (adaptive stage drift start events).",
+    ),
+    "drift": ("edgeanom_drift", "gauge", "1 while the stream is drifted from the training data, else 0."),
     "fps": ("edgeanom_fps", "gauge", "Samples scored per second over the last few seconds."),
     "alarm": ("edgeanom_alarm", "gauge", "1 while the stream is in alarm, else 0."),
     "last_score": ("edgeanom_score", "gauge", "Raw anomaly score of the newest sample."),

@@ -27,7 +27,7 @@ def sample_record(result: SampleResult) -> dict[str, Any]:
         "flag": bool(result.flag),
         "latency_ms": result.latency_ms,
     }
-    for optional in ("smoothed", "ref"):
+    for optional in ("surprise", "smoothed", "ref"):
         value = getattr(result, optional, None)
         if value is not None:
             record[optional] = value
