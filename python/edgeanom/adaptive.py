@@ -5,8 +5,10 @@ bearing a year older as "anomalous" all the time. This stage sits between the sc
 per stream and causally, how unlikely the newest sample is given that stream's recent normal behaviour
 (the C++ `AdaptiveScorer`). It tests two things about each window:
 
-- the model's score (on a log scale), and
-- each channel's level: the mean of the window's last `rows` scaled rows, upward and downward,
+- the model's score (on a log scale),
+- each channel's level: the mean of the window's last `rows` scaled rows, upward and downward, and
+- each channel's spread (windows of 16 rows or more): log(standard deviation of the whole window + 0.01), downward, which
+  a stuck or flat-lining sensor drives far below anything normal noise does,
 
 and reports the strongest evidence: ``surprise = max over tests of -log10(tail probability) - log10(tests)``
 (the Bonferroni correction, so a bundle with many channels is not more trigger-happy). The alarm threshold
@@ -34,6 +36,8 @@ THRESHOLD = 6.0  # surprise at which the alarm fires (one in a million, after th
 LEVEL_ROWS = 10  # a channel's level: mean of the window's last rows
 DRIFT_START, DRIFT_END = 0.5, 0.25  # share of the model-score history above the calibrated threshold
 RELEARN_EVERY = 10
+MIN_SPREAD_ROWS = 16  # shorter windows: the spread of a few normal rows is too often tiny to judge
+SPREAD_FLOOR = 0.01  # in training standard deviations: the spread of a flat window
 
 
 def section(
@@ -87,7 +91,8 @@ class AdaptiveStage:
         shape = bundle.input_shape
         self.channels = int(shape[-1])
         self.rows = int(spec.get("level_rows", 1)) if bundle.input_kind in ("window", "vector") else 0
-        self.tests = 1 + (2 * self.channels if self.rows else 0)
+        self.spread = bundle.input_kind == "window" and self.rows > 0 and int(shape[0]) >= MIN_SPREAD_ROWS
+        self.tests = 1 + (2 * self.channels if self.rows else 0) + (self.channels if self.spread else 0)
         self._correction = math.log10(self.tests)
         window = int(spec["window"])
         common = {
@@ -118,12 +123,17 @@ class AdaptiveStage:
         self._drifting: dict[int, bool] = {}
 
     def levels(self, x: np.ndarray) -> np.ndarray:
-        """(N, 2C) level tests of a preprocessed batch: the mean of each window's last rows, up and down."""
-        if x.ndim == 3:
-            level = x[:, -self.rows :, :].mean(axis=1, dtype=np.float64)
-        else:
+        """(N, 2C or 3C) channel tests of a preprocessed batch: the level (mean of each window's last rows),
+        up and down, and for windows the negated log spread of the window (a collapse is surprising)."""
+        if x.ndim != 3:
             level = x.reshape(x.shape[0], -1).astype(np.float64)
-        return np.concatenate([level, -level], axis=1)
+            return np.concatenate([level, -level], axis=1)
+        recent = x[:, -self.rows :, :].astype(np.float64)
+        level = recent.mean(axis=1)
+        parts = [level, -level]
+        if self.spread:
+            parts.append(-np.log(x.std(axis=1, dtype=np.float64) + SPREAD_FLOOR))
+        return np.concatenate(parts, axis=1)
 
     def update(self, scores: np.ndarray, x: Optional[np.ndarray], stream_ids: np.ndarray) -> AdaptiveResult:
         """Raw scores (and the preprocessed inputs they came from) of one batch, each stream in order."""

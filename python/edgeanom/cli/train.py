@@ -203,7 +203,11 @@ def train(
         typer.Option("--drop-na", help="Drop rows with missing or non-finite values instead of failing."),
     ] = None,
     window: Annotated[
-        Optional[int], typer.Option("--window", help="Sensor window length in samples (default 64).")
+        Optional[int],
+        typer.Option(
+            "--window",
+            help="Sensor window length in samples (default 64, fewer for short data; seasonal: 3 periods).",
+        ),
     ] = None,
     stride: Annotated[
         Optional[int], typer.Option("--stride", help="Step between windows (default 1).")

@@ -164,56 +164,80 @@ class CusumChart(StatisticalDetector):
 @register
 class SeasonalBaseline(StatisticalDetector):
     type_name = "seasonal"
-    defaults: ClassVar[dict[str, Any]] = {"period": 0, "seasons": 2}
+    defaults: ClassVar[dict[str, Any]] = {"period": 0, "seasons": 3}
 
     @staticmethod
     def lags(t: int, params: dict[str, Any]) -> list[int]:
         period, seasons = int(params["period"]), int(params["seasons"])
+        if seasons not in (1, 2, 3):
+            raise EdgeanomError(f"seasonal: seasons must be 1, 2 or 3, got {seasons}")
         return [t - 1 - s * period for s in range(1, seasons + 1)]
 
     @classmethod
+    def window_for(cls, series: np.ndarray, params: dict[str, Any]) -> int:
+        """Training with no --window: `seasons` periods of the training data (found, or given) plus one."""
+        p = {**cls.defaults, **params}
+        period = int(p["period"]) or detect_period(np.asarray(series, dtype=np.float64))
+        return int(p["seasons"]) * period + 1
+
+    @classmethod
     def features(cls, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        refs = x[:, cls.lags(x.shape[1], params), :].mean(axis=1)
-        return x[:, -1, :] - refs
+        # three seasons: their median, so an anomaly does not come back as an echo one period later
+        refs = x[:, cls.lags(x.shape[1], params), :]
+        return x[:, -1, :] - (np.median(refs, axis=1) if refs.shape[1] == 3 else refs.mean(axis=1))
 
     @classmethod
     def fit(cls, windows: np.ndarray, params: dict[str, Any]) -> dict[str, Any]:
         t = windows.shape[1]
         params = dict(params)
         if int(params["period"]) <= 0:
-            params["period"] = detect_period(windows)
+            params["period"] = detect_period(_series(windows), max_lag=(t - 1) // int(params["seasons"]))
         need = int(params["seasons"]) * int(params["period"]) + 1
         if need > t:
             raise EdgeanomError(
-                f"seasonal: the training data repeats every {params['period']} rows, so {params['seasons']} "
-                f"seasons need windows of {need} rows; train with --window {need} (or --param seasons=1)"
+                f"seasonal: a period of {params['period']} rows and {params['seasons']} seasons need windows "
+                f"of {need} rows; train with --window {need} (or without --window)"
             )
         return super().fit(windows, params)
 
     @classmethod
     def statistic_nodes(cls, g: _Graph, shape: tuple[int, int], params: dict[str, Any]) -> str:
         t = shape[0]
-        idx = g.const("season_rows", cls.lags(t, params), [len(cls.lags(t, params))], np.int64)
-        refs = g.op("ReduceMean", g.op("Gather", "input", idx, axis=1), axes=[1], keepdims=0)
+        lags = cls.lags(t, params)
+        refs = g.op("Gather", "input", g.const("season_rows", lags, [len(lags)], np.int64), axis=1)
+        if len(lags) == 3:  # median of three = sum - max - min
+            total = g.op("ReduceSum", refs, g.const("axis1s", [1], [1], np.int64), keepdims=0)
+            extremes = g.op(
+                "Add",
+                g.op("ReduceMax", refs, axes=[1], keepdims=0),
+                g.op("ReduceMin", refs, axes=[1], keepdims=0),
+            )
+            ref = g.op("Sub", total, extremes)
+        else:
+            ref = g.op("ReduceMean", refs, axes=[1], keepdims=0)
         last = g.op("Squeeze", g.slice("input", t - 1, t), g.const("axis1", [1], [1], np.int64))
-        return g.op("Sub", last, refs)
+        return g.op("Sub", last, ref)
 
 
-def detect_period(windows: np.ndarray, max_fraction: float = 0.5) -> int:
-    """The lag of the strongest autocorrelation peak of the training series (windows of stride 1 put back
-    together), averaged over channels. An error when nothing repeats."""
-    series = np.concatenate([windows[:, 0, :], windows[-1, 1:, :]], axis=0)
+def _series(windows: np.ndarray) -> np.ndarray:
+    """Stride-1 windows put back together into the series they came from."""
+    return np.concatenate([windows[:, 0, :], windows[-1, 1:, :]], axis=0)
+
+
+def detect_period(series: np.ndarray, max_lag: Optional[int] = None) -> int:
+    """The lag (rows) of the strongest autocorrelation peak of a (T, C) series, averaged over channels, up
+    to `max_lag` (default a third of the series). An error when nothing repeats."""
     x = series - series.mean(axis=0)
     n = x.shape[0]
     spectrum = np.fft.rfft(x, n=2 * n, axis=0)
     acf = np.fft.irfft(spectrum * np.conj(spectrum), axis=0)[:n].mean(axis=1)
     acf = acf / max(acf[0], 1e-12)
-    top = int(n * max_fraction)
-    peaks = [lag for lag in range(2, top) if acf[lag] > acf[lag - 1] and acf[lag] >= acf[lag + 1]]
+    top = min(max_lag or n // 3, n - 2)
+    peaks = [lag for lag in range(2, top + 1) if acf[lag] > acf[lag - 1] and acf[lag] >= acf[lag + 1]]
     if not peaks or max(acf[p] for p in peaks) < 0.3:
         raise EdgeanomError(
-            "seasonal: no repeating pattern found in the training data (autocorrelation below 0.3); give the "
-            "period with --param period=ROWS, or use zscore, ewma or cusum"
+            "seasonal: no repeating pattern found in the training data (autocorrelation below 0.3 up to "
+            f"{top} rows); give the period with --param period=ROWS, or use zscore, ewma or cusum"
         )
     return int(max(peaks, key=lambda p: acf[p]))
 

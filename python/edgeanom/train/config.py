@@ -46,7 +46,7 @@ class TrainOptions:
     label_column: Optional[str] = None
     time_column: Optional[str] = None
     drop_na: bool = False
-    window: int = 64
+    window: Optional[int] = None  # None: 64 rows, fewer for short data, or what the model needs (seasonal)
     stride: int = 1
     # labelled validation data (for --threshold f1)
     val_data: Optional[Any] = None

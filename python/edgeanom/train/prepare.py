@@ -225,11 +225,44 @@ def _table_info(tables: list[Table], n_anomalous: int, split: str) -> dict[str, 
 
 
 # --- windows ----------------------------------------------------------------------------------------------
+DEFAULT_WINDOW = 64
+MIN_AUTO_WINDOW = 8
+WINDOWS_PER_ROW_BUDGET = 8  # an automatic window is at most 1/8 of the training rows
+
+
+def auto_window(
+    rows: int, model_type: str, series: np.ndarray, params: Optional[dict[str, Any]] = None
+) -> int:
+    """The window when --window is not given: what the model asks for (a seasonal detector needs three
+    periods), else 64 rows, shortened so that short recordings (a few hundred rows) still give enough
+    training and validation windows."""
+    wanted = getattr(get_model(model_type), "window_for", None)
+    if wanted is not None:
+        return int(wanted(series, dict(params or {})))
+    length = min(DEFAULT_WINDOW, rows // WINDOWS_PER_ROW_BUDGET)
+    if length < MIN_AUTO_WINDOW:
+        raise EdgeanomError(
+            f"too little data: {rows} training rows; a sensor model needs at least "
+            f"{MIN_AUTO_WINDOW * WINDOWS_PER_ROW_BUDGET} (about {DEFAULT_WINDOW * WINDOWS_PER_ROW_BUDGET} for "
+            f"the default {DEFAULT_WINDOW}-row window), or give a short --window"
+        )
+    return length
+
+
 def prepare_windows(tables: list[Table], opts: TrainOptions, model_type: str) -> Prepared:
-    length, stride = int(opts.window), int(opts.stride)
+    rows = sum(len(t.values) for t in tables)
+    split_counts(rows, opts.val_fraction, "time steps")
+    train_rows = rows - round(rows * opts.val_fraction)
+    length = (
+        int(opts.window)
+        if opts.window
+        else auto_window(
+            train_rows, model_type, np.concatenate([t.values for t in tables])[:train_rows], opts.params
+        )
+    )
+    stride = int(opts.stride)
     if length < 2 or stride < 1:
         raise EdgeanomError(f"--window must be >= 2 and --stride >= 1, got window={length} stride={stride}")
-    split_counts(sum(len(t.values) for t in tables), opts.val_fraction, "time steps")
     train_parts, val_parts = [], []
     for t in tables:
         n = len(t.values)
