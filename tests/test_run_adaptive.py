@@ -155,7 +155,7 @@ def test_section_defaults_and_validation(tmp_path: Path) -> None:
         EdgeanomError, match=r"score.adaptive.threshold must be a finite number > 0, got -1.0"
     ):
         bundle.save()
-    with pytest.raises(EdgeanomError, match="--adaptive needs a score.adaptive section"):
+    with pytest.raises(EdgeanomError, match=r"--adaptive needs a score\.adaptive section"):
         _run(window_bundle(tmp_path / "plain", ["c0"], L, 1.0).path, _noise(50), tmp_path, adaptive=True)
     with pytest.raises(EdgeanomError, match="--recalibrate works through the adaptive stage"):
         _run(_bundle(tmp_path / "c"), _noise(50), tmp_path, adaptive=False, recalibrate=True)
