@@ -82,6 +82,31 @@ def test_slow_drift_with_spikes_alarms_exactly_on_the_spikes(tmp_path: Path) -> 
     assert np.mean([s["flag"] for s in fixed]) > 0.5 and "surprise" not in fixed[0]
 
 
+def test_eval_judges_a_series_like_run(tmp_path: Path) -> None:
+    from edgeanom.evaluate.api import evaluate_bundle
+
+    n, spike = 1500, 1200
+    series = _noise(n, seed=7) + (np.arange(n) / 200.0 * NOISE)[:, None]
+    series[spike] += 20 * NOISE
+    labels = np.zeros(n, np.int8)
+    labels[spike] = 1
+    bundle = _bundle(tmp_path / "b")
+    csv = write_sensor_csv(tmp_path / "labelled.csv", np.c_[series, labels], ["c0", "label"])
+    samples, _ = _run(bundle, series, tmp_path)
+    report = evaluate_bundle(bundle, csv, label_column="label", plots=False, report_dir=tmp_path / "r")
+    assert report["n_anomalous"] == L and report["threshold"] == 6.0
+    assert report["model"]["threshold_method"] == "adaptive" and report["data"]["scoring"].startswith(
+        "adaptive"
+    )
+    assert report["recall"] == 1.0 and report["precision"] == 1.0
+    import csv as csvlib
+
+    with (tmp_path / "r" / "scores.csv").open() as fh:
+        surprise = [float(r["score"]) for r in csvlib.DictReader(fh)]
+    run_surprise = [s["surprise"] for s in samples]
+    np.testing.assert_allclose(surprise, run_surprise, rtol=1e-6, atol=1e-6)  # the same numbers as run
+
+
 def test_a_level_shift_alarms_until_relearned_with_recalibrate(tmp_path: Path) -> None:
     n, shift = 3000, 1000
     series = _noise(n, seed=1)

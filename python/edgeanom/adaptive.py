@@ -148,6 +148,13 @@ class AdaptiveStage:
         combined = np.maximum(surprise - self._correction, 0.0)
         return AdaptiveResult(combined, self._drift_events(ids))
 
+    def reset(self) -> None:
+        """Forget every stream (a new recording starts)."""
+        self._model.reset()
+        if self._levels is not None:
+            self._levels.reset()
+        self._drifting.clear()
+
     def drift_fraction(self, stream: int) -> Optional[float]:
         state = self._model.state(int(stream))
         if not state or state["history"] < int(self.spec["min_history"]):

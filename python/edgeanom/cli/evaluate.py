@@ -58,6 +58,13 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON instead of a table.")
     ] = False,
+    adaptive: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--adaptive/--no-adaptive",
+            help="Sensor bundles: judge scores with the adaptive stage as `run` does (default: the bundle's).",
+        ),
+    ] = None,
 ) -> None:
     """Score labelled data with ONNX Runtime and the C++ scorer, exactly as `run` would on the device."""
     from edgeanom.evaluate.api import evaluate_bundle
@@ -71,6 +78,7 @@ def evaluate(
         drop_na=drop_na,
         batch_size=_batch(batch, legacy_batch_size),
         threads=threads,
+        adaptive=adaptive,
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2))

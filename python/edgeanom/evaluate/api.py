@@ -34,6 +34,7 @@ class EvalSet:
     classes: Optional[list[Optional[str]]] = None
     names: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    threshold: Optional[float] = None  # what `scores` are compared with (None: the bundle's threshold)
 
 
 def evaluate_bundle(
@@ -50,12 +51,15 @@ def evaluate_bundle(
     batch_size: Optional[int] = None,
     threads: Optional[int] = None,
     plots: bool = True,
+    adaptive: Optional[bool] = None,
 ) -> dict[str, Any]:
     """Evaluate a bundle on labelled data; returns the report (also written to `report_dir`/report.json).
 
     Labels come from MVTec-style class folders (``good/`` normal), a labels file (`labels`: Ped2-style JSON
     ranges, a name,label CSV, or one 0/1 per sample), a label column of a table/sensor CSV, or an array.
-    A window is labelled anomalous when any of its time steps is.
+    A window is labelled anomalous when any of its time steps is. Sensor and table bundles with an adaptive
+    stage (`adaptive`: None = the bundle's setting) are judged by it as `run` does: causally, each file a
+    fresh stream, so the report's scores are surprises and its threshold the stage's.
     """
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
 
@@ -71,7 +75,9 @@ def evaluate_bundle(
             )
         else:
             source = next(v for v in (data, table, series) if v is not None)
-            evalset = _score_tables(bundle, runner, source, labels, label_column, drop_na, batch_size or 256)
+            evalset = _score_tables(
+                bundle, runner, source, labels, label_column, drop_na, batch_size or 256, adaptive
+            )
         evalset.info["backend"] = runner.name
     return build_report(bundle, evalset, report_dir, plots=plots)
 
@@ -145,8 +151,10 @@ def _score_tables(
     label_column: Optional[str],
     drop_na: bool,
     batch_size: int,
+    adaptive: Optional[bool] = None,
 ) -> EvalSet:
     from edgeanom.inference import score_arrays
+    from edgeanom.preprocess import Preprocessor
 
     spec = bundle.preprocess
     tables = loaders.load_tables(
@@ -163,6 +171,8 @@ def _score_tables(
         raise EdgeanomError(
             f"eval needs labels: {missing[0]} has no label column (give --label-column NAME, or --labels FILE)"
         )
+    stage = _adaptive_stage(bundle, adaptive)
+    pre = Preprocessor(bundle)
     scores, ys, names = [], [], []
     for t in tables:
         assert t.labels is not None
@@ -177,7 +187,11 @@ def _score_tables(
             x, y = windows_with_labels(t.values, t.labels, length, stride)  # raw: Preprocessor scales
             names += [f"{t.source}:{i * stride + 1}-{i * stride + length}" for i in range(len(y))]
         if len(x):
-            scores.append(score_arrays(bundle, runner, x, batch_size).scores)
+            raw = score_arrays(bundle, runner, x, batch_size, preprocessor=pre).scores
+            if stage is not None:  # the file is one stream, judged from its first sample as `run` does
+                stage.reset()
+                raw = stage.update(raw, pre(x), np.zeros(len(raw), np.int64)).surprise
+            scores.append(raw)
             ys.append(y)
     if not scores:
         raise EdgeanomError(f"no samples to evaluate in {source} (series shorter than the window?)")
@@ -186,7 +200,30 @@ def _score_tables(
         "n_files": len(tables),
         "n_dropped_rows": int(sum(t.dropped_rows for t in tables)),
     }
-    return EvalSet(np.concatenate(scores), np.concatenate(ys), None, names, info)
+    if stage is not None:
+        info["scoring"] = f"adaptive (surprise; alarm at {stage.threshold:g})"
+    return EvalSet(
+        np.concatenate(scores),
+        np.concatenate(ys),
+        None,
+        names,
+        info,
+        threshold=None if stage is None else stage.threshold,
+    )
+
+
+def _adaptive_stage(bundle: Bundle, adaptive: Optional[bool]) -> Any:
+    spec = bundle.score.get("adaptive") or {}
+    on = bool(spec.get("enabled")) if adaptive is None else adaptive
+    if not on:
+        return None
+    if not spec:
+        raise EdgeanomError(
+            f"bundle {bundle.path}: --adaptive needs a score.adaptive section (retrain to add it)"
+        )
+    from edgeanom.adaptive import AdaptiveStage
+
+    return AdaptiveStage(bundle)
 
 
 def build_report(
@@ -195,13 +232,13 @@ def build_report(
     """Metrics at the bundle's threshold plus curves; writes report.json, scores.csv and PNGs when asked."""
     from edgeanom.evaluate.metrics import detection_metrics, finite_scores
 
-    threshold = bundle.threshold.value
+    threshold = bundle.threshold.value if evalset.threshold is None else evalset.threshold
     report = detection_metrics(evalset.scores, evalset.labels, threshold, evalset.classes)
     report["model"] = {
         "bundle": str(bundle.path),
         "type": bundle.model_type,
         "input": bundle.meta["input"],
-        "threshold_method": bundle.threshold.method,
+        "threshold_method": bundle.threshold.method if evalset.threshold is None else "adaptive",
     }
     report["data"] = evalset.info
     if report_dir is not None:
