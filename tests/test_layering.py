@@ -160,10 +160,18 @@ builtins.__import__ = no_torch
 
 @pytest.mark.slow
 def test_runtime_and_run_work_without_torch(tmp_path: Path) -> None:
-    """`edgeanom.runtime` imports, and `edgeanom run` scores a sensor CSV end to end, with torch unimportable."""
+    """`edgeanom.runtime` imports, and `edgeanom run` scores a sensor CSV end to end, with torch unimportable
+    (through the adaptive stage too)."""
+    import numpy as np
     from bundle_factory import make_bundle
 
+    from edgeanom.adaptive import section
+    from edgeanom.bundle import load_bundle
+
     bundle = make_bundle(tmp_path / "model", kind="vector", features=3)
+    loaded = load_bundle(bundle)
+    loaded.meta["score"]["adaptive"] = {**section("vector", None, np.ones(10)), "min_history": 5}
+    loaded.save()
     csv = tmp_path / "rows.csv"
     csv.write_text("c0,c1,c2\n" + "\n".join(f"{i % 3},{i % 5},{i % 7}" for i in range(20)) + "\n")
     events = tmp_path / "events.jsonl"
@@ -183,5 +191,7 @@ def test_runtime_and_run_work_without_torch(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    kinds = [x["kind"] for x in lines]
     assert kinds.count("sample") == 20 and kinds[-1] == "summary"
+    assert all("surprise" in x for x in lines if x["kind"] == "sample")

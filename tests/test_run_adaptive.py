@@ -185,3 +185,24 @@ def test_section_defaults_and_validation(tmp_path: Path) -> None:
     with pytest.raises(EdgeanomError, match="--recalibrate works through the adaptive stage"):
         _run(_bundle(tmp_path / "c"), _noise(50), tmp_path, adaptive=False, recalibrate=True)
     assert load_bundle(_bundle(tmp_path / "d")).score["adaptive"]["window"] == 200
+
+
+def test_normalised_is_graded_above_the_threshold() -> None:
+    from edgeanom.bundle import graded
+
+    got = graded(np.array([-1.0, 0.0, 1.0, 2.0, 4.0, 20.0, 1e6, np.inf, np.nan]), threshold=2.0, low=0.0)
+    np.testing.assert_allclose(got[:6], [0.0, 0.0, 0.25, 0.5, 0.75, 0.95])
+    assert 0.95 < got[6] < 1.0 and got[7] == 1.0 and got[8] == 1.0
+    assert np.all(np.diff(graded(np.linspace(0, 1e4, 10001), 2.0)) > 0)  # strictly increasing: ranks alarms
+
+
+def test_drift_shows_in_metrics() -> None:
+    from edgeanom.runtime.sinks.prometheus import render_metrics
+    from edgeanom.runtime.stats import RunStats
+
+    stats = RunStats()
+    stats.record_sample("sensor:a.csv", 1.0, score=1.0)
+    stats.record_drift("sensor:a.csv", True)
+    text = render_metrics(stats.snapshot())
+    assert 'edgeanom_drift{stream="sensor:a.csv"} 1' in text
+    assert 'edgeanom_drift_events_total{stream="sensor:a.csv"} 1' in text
