@@ -158,6 +158,14 @@ class AdaptiveCore {
         return s;
     }
 
+    // Seeds a stream's history with values known to be normal (e.g. the calibration's held-out scores)
+    // before its first sample; they count as learned history but not as samples (warmup is unaffected).
+    void prime(std::int64_t stream, const double* values, std::size_t n) {
+        AdaptiveStream& st = state(stream);
+        for (std::size_t i = 0; i < n; ++i)
+            if (std::isfinite(values[i])) learn(st, transform(values[i]));
+    }
+
     void reset(const std::int64_t* only) {
         if (only)
             streams_.erase(*only);

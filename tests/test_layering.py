@@ -163,8 +163,8 @@ def test_runtime_and_run_work_without_torch(tmp_path: Path) -> None:
     """`edgeanom.runtime` imports, and `edgeanom run` scores a sensor CSV end to end, with torch unimportable
     (through the adaptive stage too)."""
     import numpy as np
-    from bundle_factory import make_bundle
 
+    from bundle_factory import make_bundle
     from edgeanom.adaptive import section
     from edgeanom.bundle import load_bundle
 

@@ -27,6 +27,12 @@ class Reference:
             return x
         return math.log(max(x, 0.0) + self.p["offset"])
 
+    def prime(self, sid: int, values: np.ndarray) -> None:
+        s = self.streams.setdefault(sid, {"seen": 0, "hist": [], "recent": [], "run": 0, "since": 1 << 60})
+        for v in values:
+            if math.isfinite(v):
+                s["hist"] = (s["hist"] + [self._t(float(v))])[-self.p["window"] :]
+
     def step(self, sid: int, x: float) -> tuple[float, bool]:
         p = self.p
         s = self.streams.setdefault(sid, {"seen": 0, "hist": [], "recent": [], "run": 0, "since": 1 << 60})

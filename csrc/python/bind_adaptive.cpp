@@ -42,6 +42,13 @@ class AdaptiveScorer {
         return py::make_tuple(surprise, learned);
     }
 
+    void prime(const py::object& stream, const py::object& values) {
+        const std::int64_t id = to_int(stream, "stream_id");
+        const auto v = real_input<double>(values, "values");
+        if (v.ndim() != 1) throw py::value_error("values must be 1-D, got shape " + shape_str(shape_of(v)));
+        core_.prime(id, v.data(), static_cast<std::size_t>(v.size()));
+    }
+
     void reset(const py::object& stream) {
         if (stream.is_none()) {
             core_.reset(nullptr);
@@ -118,6 +125,7 @@ void register_adaptive(py::module_& m) {
              py::arg("log_scores") = d.log_scores, py::arg("offset") = d.offset, py::arg("min_scale") = d.min_scale,
              py::arg("reference") = py::none())
         .def("update", &AdaptiveScorer::update, py::arg("scores"), py::arg("stream_ids") = py::none())
+        .def("prime", &AdaptiveScorer::prime, py::arg("stream_id"), py::arg("values"))
         .def("reset", &AdaptiveScorer::reset, py::arg("stream_id") = py::none())
         .def("streams", &AdaptiveScorer::streams)
         .def("state", &AdaptiveScorer::state, py::arg("stream_id"))

@@ -15,6 +15,10 @@ and reports the strongest evidence: ``surprise = max over tests of -log10(tail p
 applies to the surprise. Drift: when most of a stream's recent learned model scores lie above the calibrated
 threshold, the fixed model no longer describes the stream; a `drift` event says so (it raises no alarm).
 
+Each stream's model-score history starts from the calibration's held-out normal scores (``prior``), which
+the model never trained on: a run that starts on the model's own training rows (scores lower than on new
+data) then does not learn "normal" from an overfit stretch and alarm on every unseen normal sample after it.
+
 The bundle's ``score.adaptive`` section holds the parameters (`section()` writes the defaults).
 """
 
@@ -36,6 +40,7 @@ THRESHOLD = 6.0  # surprise at which the alarm fires (one in a million, after th
 LEVEL_ROWS = 10  # a channel's level: mean of the window's last rows
 DRIFT_START, DRIFT_END = 0.5, 0.25  # share of the model-score history above the calibrated threshold
 RELEARN_EVERY = 10
+PRIOR_POINTS = 101  # quantiles of the held-out normal scores that seed each stream's model-score history
 MIN_SPREAD_ROWS = 16  # shorter windows: the spread of a few normal rows is too often tiny to judge
 SPREAD_FLOOR = 0.01  # in training standard deviations: the spread of a flat window
 
@@ -49,6 +54,7 @@ def section(
     finite = np.asarray(val_scores, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     median = float(np.median(finite)) if finite.size else 1.0
+    prior = np.quantile(finite, np.linspace(0.0, 1.0, min(PRIOR_POINTS, finite.size))) if finite.size else []
     length = int(window_length or 1)
     warmup = max(256, WARMUP_WINDOWS * length)
     return {
@@ -67,6 +73,7 @@ def section(
         "level_rows": min(LEVEL_ROWS, length) if kind == "window" else 1,
         "level_min_scale": 1e-3,
         "drift": {"start": DRIFT_START, "end": DRIFT_END},
+        "prior": [float(v) for v in prior],
     }
 
 
@@ -121,6 +128,8 @@ class AdaptiveStage:
         self.drift_start = float(drift.get("start", DRIFT_START))
         self.drift_end = float(drift.get("end", DRIFT_END))
         self._drifting: dict[int, bool] = {}
+        self._prior = np.asarray(spec.get("prior") or [], dtype=np.float64)
+        self._primed: set[int] = set()
 
     def levels(self, x: np.ndarray) -> np.ndarray:
         """(N, 2C or 3C) channel tests of a preprocessed batch: the level (mean of each window's last rows),
@@ -138,6 +147,10 @@ class AdaptiveStage:
     def update(self, scores: np.ndarray, x: Optional[np.ndarray], stream_ids: np.ndarray) -> AdaptiveResult:
         """Raw scores (and the preprocessed inputs they came from) of one batch, each stream in order."""
         ids = np.asarray(stream_ids, dtype=np.int64)
+        if self._prior.size:
+            for sid in set(ids.tolist()) - self._primed:
+                self._model.prime(sid, self._prior)
+                self._primed.add(sid)
         surprise = self._model.update(np.asarray(scores, dtype=np.float64), ids).surprise
         if self._levels is not None and x is not None:
             tests = self.levels(x)
@@ -154,6 +167,7 @@ class AdaptiveStage:
         if self._levels is not None:
             self._levels.reset()
         self._drifting.clear()
+        self._primed.clear()
 
     def drift_fraction(self, stream: int) -> Optional[float]:
         state = self._model.state(int(stream))

@@ -361,6 +361,9 @@ def _validate_adaptive(spec: Any, bad: Any) -> None:
         v = spec.get(key, 1.0)
         if not (_number(v) and v > 0):
             raise bad(f"score.adaptive.{key}", "a finite number > 0", v)
+    prior = spec.get("prior", [])
+    if not (isinstance(prior, list) and len(prior) <= 1001 and all(_number(v) for v in prior)):
+        raise bad("score.adaptive.prior", "a list of at most 1001 finite numbers", "<invalid list>")
     if not 2 <= spec["min_history"] <= spec["window"]:
         raise bad("score.adaptive.min_history", f"in [2, window={spec['window']}]", spec["min_history"])
 

@@ -342,6 +342,11 @@ class AdaptiveScorer:
         surprise, learned = self._core.update(scores, stream_ids)
         return AdaptiveUpdate(surprise, learned)
 
+    def prime(self, stream_id: int, values: Any) -> None:
+        """Seeds a stream's history with values known to be normal (the calibration's held-out scores),
+        before or between samples; they are learned like samples but do not count towards ``warmup``."""
+        self._core.prime(stream_id, values)
+
     def reset(self, stream_id: Optional[int] = None) -> None:
         """Forgets all streams (or one)."""
         self._core.reset(stream_id)
