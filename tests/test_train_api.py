@@ -347,3 +347,15 @@ def test_loading_a_damaged_bundle_names_the_problem(tmp_path):
     (tmp_path / "b" / "bundle.json").write_text(json.dumps({**meta, "schema_version": 99}))
     with pytest.raises(EdgeanomError, match="unknown schema_version 99"):
         load_bundle(tmp_path / "b")
+
+
+@pytest.mark.parametrize(("side", "expected"), [(28, 32), (20, 32), (50, 64), (300, 128)])
+def test_small_images_keep_their_size(tmp_path, side, expected):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (side, side + 4), dtype=np.uint8))
+    bundle = train_bundle(folder, model="conv-ae", out=tmp_path / "m", channels=[4, 8], latent=4, **FAST)
+    assert bundle.meta["preprocess"]["image"]["size"] == [expected, expected]
+    assert bundle.input_shape == (1, expected, expected)

@@ -146,7 +146,11 @@ def train(
         ),
     ] = None,
     image_size: Annotated[
-        Optional[str], typer.Option("--image-size", help="Model input size N or HxW (default 128).")
+        Optional[str],
+        typer.Option(
+            "--image-size",
+            help="Model input size N or HxW (default 128; smaller images keep their size, rounded up to 16).",
+        ),
     ] = None,
     color: Annotated[
         Optional[str],

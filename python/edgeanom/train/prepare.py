@@ -53,10 +53,15 @@ class Prepared:
         return h.hexdigest()[:16]
 
 
-def image_size(value: Any) -> tuple[int, int]:
-    """128 -> (128, 128); [96, 128] or '96x128' -> (96, 128)."""
+DEFAULT_IMAGE_SIDE = 128
+SMALL_IMAGE_MULTIPLE = 16  # the default image models halve the input four times
+MIN_IMAGE_SIDE = 32
+
+
+def image_size(value: Any) -> Optional[tuple[int, int]]:
+    """128 -> (128, 128); [96, 128] or '96x128' -> (96, 128); None -> None (chosen from the data)."""
     if value is None:
-        return (128, 128)
+        return None
     if isinstance(value, str):
         parts = value.lower().replace(",", "x").split("x")
         value = [int(p) for p in parts if p.strip()]
@@ -87,17 +92,30 @@ def frame_pack_spacing(opts: TrainOptions) -> int:
     return spacing
 
 
+def size_from_frames(frames: list[np.ndarray]) -> tuple[int, int]:
+    """The default model size: 128 x 128, or for small images (a 28 x 28 folder) their own smaller side
+    rounded up to a multiple of 16 (at least 32), so small images are not blown up to 128."""
+    side = min(min(f.shape[:2]) for f in frames)
+    if side >= DEFAULT_IMAGE_SIDE:
+        return (DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE)
+    rounded = max(MIN_IMAGE_SIDE, -(-side // SMALL_IMAGE_MULTIPLE) * SMALL_IMAGE_MULTIPLE)
+    return (rounded, rounded)
+
+
 def preprocess_frames(
-    records: Iterable[FrameRecord], size: tuple[int, int], color: str
+    records: Iterable[FrameRecord], size: Optional[tuple[int, int]], color: str
 ) -> tuple[np.ndarray, list[FrameRecord], str]:
     """Decode-order records -> (N, C, H, W) float32 via ImagePreprocessor; frames are dropped after use.
 
-    `color='auto'` picks gray when the first frames have no colour. Returned records keep metadata only.
+    `color='auto'` picks gray when the first frames have no colour; `size` None picks it from the first
+    frames (`size_from_frames`). Returned records keep metadata only.
     """
     it: Iterator[FrameRecord] = iter(records)
     head = list(itertools.islice(it, 8))
     if not head:
         raise EdgeanomError("no frames could be decoded")
+    if size is None:
+        size = size_from_frames([r.frame for r in head])
     if color == "auto":
         color = "gray" if is_gray_content([r.frame for r in head]) else "rgb"
     pre = ImagePreprocessor(size, color)
@@ -125,10 +143,11 @@ def preprocess_frames(
 def prepare_images(
     records: Iterable[FrameRecord], ordered: bool, opts: TrainOptions, source: str, skipped: Any
 ) -> Prepared:
-    size = image_size(opts.image_size)
     spacing = frame_pack_spacing(opts)
     try:
-        x, recs, color = preprocess_frames(records, size, "rgb" if spacing else opts.color)
+        x, recs, color = preprocess_frames(
+            records, image_size(opts.image_size), "rgb" if spacing else opts.color
+        )
     except EdgeanomError as exc:
         if str(exc) != "no frames could be decoded":
             raise
@@ -143,7 +162,7 @@ def prepare_images(
     else:
         tr, va = random_split(normal.size, opts.val_fraction, opts.seed, "images")
     anomalous = np.flatnonzero(labels == 1)
-    h, w = size
+    h, w = int(x.shape[2]), int(x.shape[3])
     sigma = float(opts.blur_sigma) if opts.blur_sigma is not None else round(2.0 * min(h, w) / 128.0, 3)
     k = int(opts.topk) if opts.topk is not None else max(1, round(0.01 * h * w))
     bad = skipped() if callable(skipped) else []
