@@ -22,7 +22,7 @@ def bundle(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("command", ["run", "eval", "export", "bench"])
 def test_every_command_takes_the_bundle_as_model(command: str) -> None:
-    result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--model" in result.output and "Model bundle directory" in result.output
 

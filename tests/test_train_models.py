@@ -119,6 +119,10 @@ def test_model_errors_name_the_problem():
         "lstm-ae",
         "deep-svdd",
         "frame-pred",
+        "zscore",
+        "ewma",
+        "cusum",
+        "seasonal",
     }
 
 

@@ -54,7 +54,9 @@ def section(
     finite = np.asarray(val_scores, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     median = float(np.median(finite)) if finite.size else 1.0
-    prior = np.quantile(finite, np.linspace(0.0, 1.0, min(PRIOR_POINTS, finite.size))) if finite.size else []
+    # always PRIOR_POINTS quantiles (interpolated from however many scores there are), so the prior weighs
+    # the same against the warm-up whether validation had 20 windows or 20,000
+    prior = np.quantile(finite, np.linspace(0.0, 1.0, PRIOR_POINTS)) if finite.size >= 2 else []
     length = int(window_length or 1)
     warmup = max(256, WARMUP_WINDOWS * length)
     return {
