@@ -9,41 +9,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from edgeanom.errors import EdgeanomError
+from edgeanom.models.registry import ModelInfo
 
 ReconLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 LOGVAR_RANGE = (-10.0, 10.0)  # keeps exp(logvar) finite early in training
 
 
-class AnomalyModel(nn.Module):
+class AnomalyModel(nn.Module, ModelInfo):
     """Base class: a torch detector with its name, its defaults and how its output is scored.
 
-    The class attributes are the model's own settings (see `edgeanom.models.registry.ModelInfo`), so no
+    The class attributes are the model's own settings (`edgeanom.models.registry.ModelInfo`), so no
     caller checks model names: training reads the scaler and weight decay here, the bundle's score section
     comes from `score_section`.
     """
 
-    type_name = ""
-    family = "torch"
-    kinds: tuple[str, ...] = ()
-    default_for: tuple[str, ...] = ()
-    output_name = "reconstruction"
-    defaults: ClassVar[dict[str, Any]] = {}
-    scaler = "standard"
-    weight_decay = 0.0
-    score_metric = "mse"
-    scores_maps = True  # image inputs: the per-pixel error map is blurred, normalised and reduced
-
-    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
-        """The bundle's `score` section; a model that needs extra files (a centre) writes them to `folder`."""
-        return {"metric": self.score_metric, "center": None, "map": image_map if self.scores_maps else None}
+    scores_maps = True
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
         super().__init__()

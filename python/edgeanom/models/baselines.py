@@ -9,35 +9,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 
 from edgeanom.errors import EdgeanomError
 from edgeanom.fileio import atomic_write
-from edgeanom.models.registry import get_model, register, resolve_params
+from edgeanom.models.registry import ModelInfo, get_model, register, resolve_params
 
 
-class SklearnBaseline:
+class SklearnBaseline(ModelInfo):
     """A scikit-learn detector registered like the torch models; `estimator` builds the unfitted object."""
 
-    type_name = ""
     family = "sklearn"
     kinds: tuple[str, ...] = ("window", "vector")
-    default_for: tuple[str, ...] = ()
     output_name = "score"
-    defaults: ClassVar[dict[str, Any]] = {}
-    scaler = "standard"
-    weight_decay = 0.0
     score_metric = "model"  # the graph's output is the score itself
-    scores_maps = False
 
     @staticmethod
     def estimator(params: dict[str, Any], seed: int) -> Any:
         raise NotImplementedError
-
-    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
-        return {"metric": self.score_metric, "center": None, "map": None}
 
 
 @register

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Sequence
-from typing import Any, Optional, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, Optional, TypeVar
 
 from edgeanom.errors import EdgeanomError
 
@@ -22,6 +23,28 @@ _discovered = False
 # Modules of the package that hold no model (imported on demand by their users, not by discovery).
 _NOT_FAMILIES = frozenset({"registry", "base", "checkpoint", "onnx_export"})
 PACKED_FRAMES = "packed-frames"  # default_for key: image input whose channels are packed frames
+
+
+class ModelInfo:
+    """What the registry, training and the bundle read from a model class: its name and its own settings.
+
+    Every family's base class derives from it and overrides what differs, so no caller checks model names.
+    """
+
+    type_name = ""
+    family = "torch"  # torch | sklearn | stat
+    kinds: tuple[str, ...] = ()  # input kinds it takes
+    default_for: tuple[str, ...] = ()  # input kinds (or PACKED_FRAMES) it is the default for
+    output_name = "reconstruction"  # the ONNX graph's output
+    defaults: ClassVar[dict[str, Any]] = {}  # hyper-parameters
+    scaler = "standard"
+    weight_decay = 0.0
+    score_metric = "mse"  # how the output becomes a score ("model": the output is the score)
+    scores_maps = False  # image inputs: the per-pixel error map is blurred, normalised and reduced
+
+    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """The bundle's `score` section; a model that needs extra files (a centre) writes them to `folder`."""
+        return {"metric": self.score_metric, "center": None, "map": image_map if self.scores_maps else None}
 
 
 def register(cls: T) -> T:

@@ -26,29 +26,20 @@ import numpy as np
 
 from edgeanom.errors import EdgeanomError
 from edgeanom.fileio import atomic_write
-from edgeanom.models.registry import get_model, register, resolve_params
+from edgeanom.models.registry import ModelInfo, get_model, register, resolve_params
 
 OPSET = 17
 _MIN_STD = 1e-3  # floor on every spread, in training standard deviations
 
 
-class StatisticalDetector:
+class StatisticalDetector(ModelInfo):
     """Base class: `fit` measures the normal windows, `numpy_score` is the float64 reference and
     `nodes` the ONNX graph that computes the same score."""
 
-    type_name = ""
     family = "stat"
     kinds: tuple[str, ...] = ("window",)
-    default_for: tuple[str, ...] = ()
     output_name = "score"
-    defaults: ClassVar[dict[str, Any]] = {}
-    scaler = "standard"
-    weight_decay = 0.0
     score_metric = "model"
-    scores_maps = False
-
-    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
-        return {"metric": self.score_metric, "center": None, "map": None}
 
     @classmethod
     def features(cls, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
