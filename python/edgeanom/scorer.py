@@ -41,7 +41,8 @@ class Scorer:
         self.output_name = str(onnx.get("output", "reconstruction"))
         fused = onnx.get("fused") or {}
         self.fused_score = fused.get("score")
-        self.fused_map = fused.get("error_map")
+        # a model whose graph outputs the anomaly map itself (synth-seg) is scored like a fused map
+        self.fused_map = fused.get("error_map") or ("error_map" if self.output_name == "error_map" else None)
         self.map_mean, self.map_scale = _map_normalisation(bundle, self.map)
 
     def needs_input(self, output_names: Iterable[str]) -> bool:

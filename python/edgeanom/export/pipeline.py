@@ -158,12 +158,16 @@ def _export_torch(
     save_model(base, bundle.path / FP32_FILE)
     result.files["fp32"] = FP32_FILE
 
+    # a graph that outputs the anomaly map itself (synth-seg) needs no score head: the scorer reads its map
+    fuse = opts.fused and output_name != "error_map"
+    if opts.fused and not fuse:
+        result.notes.append("the graph outputs the anomaly map itself: no score head is appended")
     spec = ScoreSpec.from_bundle(bundle)
-    core = {name: _core_scores(spec, x, reference[name]) for name, x in sets}
     # the score each sample gets when deployed (map score for image bundles with map scoring)
     plain_scorer = _scorer(bundle, output_name, None)
     deployed = {name: plain_scorer(x, {output_name: reference[name]}).scores for name, x in sets}
-    if opts.fused:
+    if fuse:
+        core = {name: _core_scores(spec, x, reference[name]) for name, x in sets}
         fused = check_graph(append_score_head(base, spec, input_name, output_name), FUSED_FILE)
         session = onnx_session(fused)
         fused_scorer = _scorer(bundle, output_name, spec.outputs)
@@ -193,15 +197,15 @@ def _export_torch(
         result.notes.append(f"{FP16_FILE} existed: refreshed from the new graph so it stays consistent")
     if make_fp16:
         half = convert_to_fp16(base)
-        if opts.fused:
+        if fuse:
             half = append_score_head(half, spec, input_name, output_name)
         half = check_graph(half, FP16_FILE)
         session = onnx_session(half, fp16=True)
-        half_scorer = _scorer(bundle, output_name, spec.outputs if opts.fused else None)
+        half_scorer = _scorer(bundle, output_name, spec.outputs if fuse else None)
         scores16 = {}
         for name, x in sets:
             out = run_onnx(session, x)
-            if not opts.fused:
+            if not fuse:
                 result.parity.append(
                     row(f"{FP16_FILE} output vs FP32", name, fp32_outputs[name], out[output_name])
                 )
@@ -213,11 +217,11 @@ def _export_torch(
 
     bundle.meta["onnx"] = {
         **(bundle.meta.get("onnx") or {}),
-        "file": FUSED_FILE if opts.fused else FP32_FILE,
+        "file": FUSED_FILE if fuse else FP32_FILE,
         "fp32_file": FP32_FILE,
         "input": input_name,
         "output": output_name,
-        "fused": spec.outputs if opts.fused else None,
+        "fused": spec.outputs if fuse else None,
         "fp16_file": FP16_FILE if make_fp16 else None,
         "opset": opset_of(base),
         "simplified": bool(result.simplified and result.simplified["kept"]),

@@ -1,0 +1,84 @@
+"""The self-supervised synthetic-anomaly segmenter (`synth-seg`): its defect generator, training through
+`train_bundle`, scoring through the map path, export with FP16 parity, and `run` on an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edgeanom.models import build_model
+from edgeanom.models.synthetic import blob_masks, synthesize
+
+
+def test_defects_are_blobs_pasted_only_inside_their_masks() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 32, 32, generator=gen)
+    defective, masks = synthesize(x, torch.Generator().manual_seed(1), fraction=1.0, max_area=0.12)
+    assert masks.shape == (16, 32, 32) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    area = masks.mean(dim=(1, 2))
+    assert (area > 0.005).all() and (area < 0.14).all()
+    outside = (masks == 0).unsqueeze(1).expand_as(x)
+    assert torch.equal(defective[outside], x[outside])  # nothing changes outside a defect
+    again, again_masks = synthesize(x, torch.Generator().manual_seed(1), fraction=1.0)
+    assert torch.equal(again, defective) and torch.equal(again_masks, masks)  # seeded: reproducible
+    none = synthesize(x, torch.Generator().manual_seed(2), fraction=0.0)[1]
+    assert none.sum() == 0
+    assert blob_masks(2, 40, 24, torch.Generator().manual_seed(3), 0.05).shape == (2, 40, 24)
+
+
+def test_the_map_is_a_probability_per_pixel_and_validation_defects_are_fixed() -> None:
+    torch.manual_seed(0)
+    model = build_model("synth-seg", (1, 32, 48), {"width": 4}).eval()
+    x = torch.rand(3, 1, 32, 48)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (3, 32, 48) and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+        assert float(model.training_loss(x, None)) == float(model.training_loss(x, None))
+    with pytest.raises(Exception, match="divisible by 8"):
+        build_model("synth-seg", (1, 30, 30), {})
+
+
+def _textures(root: Path, n: int, rng: np.random.Generator, defect: bool = False) -> Path:
+    root.mkdir(parents=True)
+    for i in range(n):
+        base = (128 + 40 * np.sin(np.arange(32) / 2.0)[None, :] + rng.normal(0, 6, (32, 32))).clip(0, 255)
+        img = base.astype(np.uint8)
+        if defect:
+            cv2.circle(img, (8 + i % 16, 8 + (3 * i) % 16), 4, 255, -1)
+        cv2.imwrite(str(root / f"{i:03d}.png"), img)
+    return root
+
+
+def test_train_eval_export_and_run(tmp_path: Path) -> None:
+    from edgeanom.evaluate.api import evaluate_bundle
+    from edgeanom.export.pipeline import ExportOptions, export_bundle
+    from edgeanom.runtime.launch import RunOptions, run_stream
+    from edgeanom.train.api import train_bundle
+
+    rng = np.random.default_rng(0)
+    train = _textures(tmp_path / "train", 48, rng)
+    _textures(tmp_path / "test" / "good", 12, rng)
+    _textures(tmp_path / "test" / "spot", 12, rng, defect=True)
+    bundle = train_bundle(
+        train, model="synth-seg", out=tmp_path / "m", width=4, epochs=25, threads=1, progress=False, seed=0
+    )
+    assert bundle.onnx["output"] == "error_map" and bundle.input_shape == (1, 32, 32)
+    assert bundle.score["map"][
+        "normalize"
+    ]  # per-pixel normalisation of the map, as for reconstruction models
+    report = evaluate_bundle(bundle.path, tmp_path / "test", plots=False)
+    assert report["auroc"] > 0.9, report
+    result = export_bundle(bundle.path, ExportOptions(fp16=True))
+    assert all(r.ok is not False for r in result.parity)
+    assert "no score head" in " ".join(result.notes)
+    events = tmp_path / "e.jsonl"
+    opts = RunOptions(
+        model=bundle.path, images=[tmp_path / "test" / "spot"], events=events, status_interval=0
+    )
+    opts.install_signal_handlers = False
+    summary = run_stream(opts)
+    assert summary.stats["frames"] == 12
