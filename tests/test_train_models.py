@@ -119,6 +119,7 @@ def test_model_errors_name_the_problem():
         "lstm-ae",
         "deep-svdd",
         "frame-pred",
+        "synth-seg",
         "zscore",
         "ewma",
         "cusum",

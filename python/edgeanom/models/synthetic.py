@@ -51,12 +51,10 @@ class SyntheticAnomalySegmenter(AnomalyModel):
         c = self.input_shape[0]
         check_divisible(self.input_shape, STAGES, self.type_name)
         w = int(params["width"])
-        self.e1, self.e2, self.e3, self.e4 = (
-            _block(c, w, 1),
-            _block(w, 2 * w, 2),
-            _block(2 * w, 4 * w, 2),
-            _block(4 * w, 4 * w, 2),
-        )
+        self.e1 = _block(c, w, 1)
+        self.e2 = _block(w, 2 * w, 2)
+        self.e3 = _block(2 * w, 4 * w, 2)
+        self.e4 = _block(4 * w, 4 * w, 2)
         self.d3, self.d2, self.d1 = _block(8 * w, 2 * w, 1), _block(4 * w, w, 1), _block(2 * w, w, 1)
         self.head = nn.Conv2d(w, 1, 1)
 
