@@ -15,6 +15,7 @@ import numpy as np
 from edgeanom.errors import EdgeanomError
 
 RING = 1 << 15  # samples of history per stream for translating event indices
+MAX_VOTE_WINDOW = 1 << 20  # the C++ AlarmFilter's limit on n
 
 
 @dataclass
@@ -33,6 +34,8 @@ class AlarmSettings:
     def validate(self) -> None:
         if self.k < 1 or self.n < 1 or self.k > self.n:
             raise EdgeanomError(f"--k/--n must satisfy 1 <= k <= n, got k={self.k} n={self.n}")
+        if self.n > MAX_VOTE_WINDOW:
+            raise EdgeanomError(f"--n must be <= {MAX_VOTE_WINDOW}, got {self.n}")
         if self.ewma is not None and not 0.0 < self.ewma <= 1.0:
             raise EdgeanomError(f"--ewma must be in (0, 1], got {self.ewma}")
         if self.hysteresis is not None and not 0.0 <= self.hysteresis < 1.0:

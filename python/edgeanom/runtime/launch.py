@@ -22,6 +22,8 @@ from edgeanom.runtime.sources import make_sources
 from edgeanom.runtime.stats import RunStats
 from edgeanom.runtime.types import Sink
 
+MAX_BATCH = 4096  # samples per stream per batch; larger only allocates memory the runtime cannot use
+
 
 @dataclass
 class RunOptions:
@@ -62,8 +64,13 @@ def run_stream(
         raise EdgeanomError(
             "no input: give --camera, --video, --images or --sensor (several run as one batch)"
         )
-    if opts.batch < 1:
-        raise EdgeanomError(f"--batch must be >= 1, got {opts.batch}")
+    if not 1 <= opts.batch <= MAX_BATCH:
+        raise EdgeanomError(f"--batch must be in [1, {MAX_BATCH}], got {opts.batch}")
+    if opts.max_frames is not None and opts.max_frames < 1:
+        raise EdgeanomError(f"--max-frames must be >= 1, got {opts.max_frames}")
+    if opts.duration is not None and not opts.duration > 0:
+        raise EdgeanomError(f"--duration must be > 0 seconds, got {opts.duration}")
+    opts.alarms.validate()
     if opts.show:
         from edgeanom.runtime.sinks.show import gui_unavailable
 

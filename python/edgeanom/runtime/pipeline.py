@@ -82,6 +82,7 @@ class Pipeline:
         self.stats = stats or RunStats(backend=getattr(runner, "name", ""))
         base = bundle.threshold
         self.adaptive = _adaptive_stage(bundle, self.settings)
+        _check_threshold_override(bundle, self.settings.threshold, adaptive=self.adaptive is not None)
         if self.adaptive is not None:
             # the alarm compares the stage's surprise; --threshold sets the surprise threshold
             value = (
@@ -435,6 +436,22 @@ class Pipeline:
         from edgeanom import scoring
 
         return scoring.error_map(x, np.ascontiguousarray(recon, dtype=np.float32))
+
+
+def _check_threshold_override(bundle: Bundle, value: Optional[float], *, adaptive: bool) -> None:
+    """--threshold below every score the alarm can compare would flag every sample: refuse it."""
+    if value is None:
+        return
+    if adaptive and value <= 0:
+        raise EdgeanomError(
+            f"--threshold {value:g} is a surprise threshold with the adaptive stage: it must be > 0"
+        )
+    metric = bundle.score.get("metric", "mse")
+    normalised = bool((bundle.score.get("map") or {}).get("normalize"))
+    if not adaptive and metric != "model" and not normalised and value < 0:
+        raise EdgeanomError(
+            f"--threshold {value:g} is below 0, where no {metric} error ever is: every sample would alarm"
+        )
 
 
 def _adaptive_stage(bundle: Bundle, settings: AlarmSettings) -> Optional[AdaptiveStage]:

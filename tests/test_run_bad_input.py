@@ -1,0 +1,39 @@
+"""`edgeanom run` refuses impossible options with one line before it opens anything (no traceback, no hang)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeanom.cli.main import app
+from edgeanom.runtime.testing import window_bundle
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-frames", "0"], "--max-frames must be >= 1, got 0"),
+        (["--max-frames", "-5"], "--max-frames must be >= 1, got -5"),
+        (["--batch", "1000000000"], "--batch must be in [1, 4096], got 1000000000"),
+        (["--n", "100000000"], "--n must be <= 1048576, got 100000000"),
+        (["--k", "3", "--n", "2"], "--k/--n must satisfy 1 <= k <= n, got k=3 n=2"),
+        (["--duration", "0"], "--duration must be > 0 seconds, got 0.0"),
+        (["--recalibrate"], "--recalibrate works through the adaptive stage"),
+        (
+            ["--threshold", "-1"],
+            "--threshold -1 is below 0, where no mse error ever is: every sample would alarm",
+        ),
+        (["--adaptive", "--threshold", "1"], "--adaptive needs a score.adaptive section"),
+    ],
+)
+def test_bad_run_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    bundle = window_bundle(tmp_path / "b", ["a"], 4, 1.0)
+    csv = tmp_path / "s.csv"
+    csv.write_text("a\n" + "\n".join(str(i % 3) for i in range(20)) + "\n")
+    result = CliRunner().invoke(
+        app, ["run", "--model", str(bundle.path), "--sensor", str(csv), "--status-interval", "0", *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert "error: " in result.output and message in result.output and "Traceback" not in result.output
