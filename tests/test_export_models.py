@@ -21,6 +21,7 @@ pytest.importorskip("edgeanom.scoring", reason="the C++ scoring core is not buil
 from edgeanom import scoring  # noqa: E402
 from edgeanom.backends.onnxruntime import OnnxRuntimeRunner  # noqa: E402
 from edgeanom.bundle import load_bundle  # noqa: E402
+from edgeanom.errors import EdgeanomError  # noqa: E402
 from edgeanom.export.parity import compare  # noqa: E402
 from edgeanom.export.pipeline import ExportOptions, export_bundle  # noqa: E402
 from edgeanom.inference import score_arrays  # noqa: E402
@@ -248,7 +249,8 @@ def test_baseline_onnx_matches_sklearn(
 
     bundle_dir = fresh_copy(trained[model], tmp_path)
     (bundle_dir / "model.onnx").unlink()  # export re-creates it from the pickled estimator
-    result = export_bundle(bundle_dir, ExportOptions(data=data["test"]["vector"], engine=True))
+    opts = ExportOptions(data=data["test"]["vector"], engine=True, trust_pickle=True)  # our own bundle
+    result = export_bundle(bundle_dir, opts)
     assert {r.inputs for r in result.parity} == {"train", "held-out", "data", "random"}
     assert all(r.ok for r in result.parity), result.parity
     assert "TensorRT cannot run scikit-learn graphs" in (result.engine_note or "")
@@ -258,6 +260,29 @@ def test_baseline_onnx_matches_sklearn(
     with OnnxRuntimeRunner(bundle.onnx_path, providers=["CPUExecutionProvider"]) as runner:
         got = score_arrays(bundle, runner, x, 64, preprocessed=True).scores
     assert compare(want, got)[1] < 1e-5
+
+
+def test_a_bundle_pickle_never_runs_without_trust(trained: dict, tmp_path: Path) -> None:
+    """A stranger's model.pkl that would create a file when unpickled: export checks the ONNX graph alone."""
+    import pickle
+
+    bundle_dir = fresh_copy(trained["iforest"], tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):  # what a hostile pickle does: call anything on load
+            return (Path.touch, (marker,))
+
+    (bundle_dir / "model.pkl").write_bytes(pickle.dumps(Payload()))
+    result = export_bundle(bundle_dir, ExportOptions())
+    assert not marker.exists()
+    assert any("model.pkl was not loaded" in n for n in result.notes)
+    (bundle_dir / "model.onnx").unlink()
+    with pytest.raises(
+        EdgeanomError, match=r"model.onnx is missing and rebuilding it means loading model.pkl"
+    ):
+        export_bundle(bundle_dir, ExportOptions())
+    assert not marker.exists()
 
 
 def test_fp16_graph_runs_in_the_runtime_runner(trained: dict, data: dict, tmp_path: Path) -> None:

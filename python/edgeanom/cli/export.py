@@ -92,6 +92,14 @@ def export(
             "--simplify/--no-simplify", help="Simplify the graph with onnxslim (kept only when parity holds)."
         ),
     ] = True,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle",
+            help="scikit-learn baselines: load the bundle's model.pkl (a pickle runs code: only for bundles you "
+            "made) to check the ONNX graph against scikit-learn or rebuild it.",
+        ),
+    ] = False,
 ) -> None:
     """Write the ONNX artifacts, check them against PyTorch and the C++ core, and build or describe engines."""
     from edgeanom.export.pipeline import ExportOptions, export_bundle
@@ -103,6 +111,7 @@ def export(
             fp16=fp16,
             fused=fused_score,
             simplify=simplify,
+            trust_pickle=trust_pickle,
             engine=engine,
             int8=int8,
             calib_data=calib_data,

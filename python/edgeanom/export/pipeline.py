@@ -57,6 +57,7 @@ class ExportOptions:
     triton_dir: Optional[Path] = None
     triton_name: Optional[str] = None
     seed: int = 0
+    trust_pickle: bool = False  # scikit-learn baselines: load model.pkl (runs code) for parity/rebuild
 
     @property
     def precision(self) -> str:
@@ -330,20 +331,41 @@ def _export_sklearn(
     from edgeanom.models.baselines import export_baseline
     from edgeanom.models.checkpoint import load_sklearn
 
-    estimator = load_sklearn(bundle)
     path = bundle.onnx_path
-    if not path.is_file():
-        export_baseline(estimator, bundle.input_shape, path)
-        result.notes.append(f"{path.name} was missing: re-exported from the scikit-learn checkpoint")
-    check_graph(onnx.load(str(path)), path.name)
-    session = onnx_session(str(path))
-    for name, x in sets:
-        want = -estimator.decision_function(x.reshape(len(x), -1))
-        got = run_onnx(session, x)["score"]
-        result.parity.append(row(f"{path.name} vs scikit-learn", name, want, got, SKLEARN_REL_TOL))
-    _require_ok(
-        result.parity, f"ONNX scores do not match scikit-learn (tolerance {SKLEARN_REL_TOL:g} relative)"
-    )
+    if not opts.trust_pickle:
+        # a pickle executes code when loaded: a stranger's bundle must not run anything here
+        if not path.is_file():
+            raise EdgeanomError(
+                f"bundle {bundle.path}: {path.name} is missing and rebuilding it means loading model.pkl, which "
+                "runs code; pass --trust-pickle if you made this bundle"
+            )
+        check_graph(onnx.load(str(path)), path.name)
+        session = onnx_session(str(path))
+        for name, x in sets:
+            got = np.asarray(run_onnx(session, x)["score"])
+            if got.shape != (len(x),) or not np.all(np.isfinite(got)):
+                raise EdgeanomError(
+                    f"{path.name}: the graph gives no finite score per sample on the {name} samples"
+                )
+        result.notes.append(
+            "model.pkl was not loaded (a pickle runs code when loaded), so the graph was checked on its own, not "
+            "against scikit-learn; pass --trust-pickle for that, only for bundles you made"
+        )
+    else:
+        estimator = load_sklearn(bundle)
+        result.notes.append("--trust-pickle: loaded model.pkl, which can run code")
+        if not path.is_file():
+            export_baseline(estimator, bundle.input_shape, path)
+            result.notes.append(f"{path.name} was missing: re-exported from the scikit-learn checkpoint")
+        check_graph(onnx.load(str(path)), path.name)
+        session = onnx_session(str(path))
+        for name, x in sets:
+            want = -estimator.decision_function(x.reshape(len(x), -1))
+            got = run_onnx(session, x)["score"]
+            result.parity.append(row(f"{path.name} vs scikit-learn", name, want, got, SKLEARN_REL_TOL))
+        _require_ok(
+            result.parity, f"ONNX scores do not match scikit-learn (tolerance {SKLEARN_REL_TOL:g} relative)"
+        )
     result.files["onnx"] = path.name
     if opts.fp16 or not opts.fused:
         result.notes.append(
