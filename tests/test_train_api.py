@@ -359,3 +359,31 @@ def test_small_images_keep_their_size(tmp_path, side, expected):
     bundle = train_bundle(folder, model="conv-ae", out=tmp_path / "m", channels=[4, 8], latent=4, **FAST)
     assert bundle.meta["preprocess"]["image"]["size"] == [expected, expected]
     assert bundle.input_shape == (1, expected, expected)
+
+
+def test_half_a_jpeg_is_corrupt_not_a_grey_training_image(tmp_path):
+    from edgeanom.data import truncated_jpeg
+
+    rng = np.random.default_rng(2)
+    data = cv2.imencode(".jpg", rng.integers(0, 255, (64, 64), dtype=np.uint8))[1].tobytes()
+    half = tmp_path / "half.jpg"
+    half.write_bytes(data[: len(data) // 2])
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(data + b"\x00" * 16)  # padding after the end marker is fine
+    assert cv2.imread(str(half)) is not None  # libjpeg "decodes" it, grey below the cut
+    assert truncated_jpeg(half) and not truncated_jpeg(whole)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (32, 32), dtype=np.uint8))
+    (folder / "cut.jpg").write_bytes(half.read_bytes())
+    bundle = train_bundle(folder, model="conv-ae", out=tmp_path / "m", channels=[4, 8], latent=4, **FAST)
+    assert bundle.meta["data"]["skipped"] == ["cut.jpg"]
+
+
+def test_a_file_in_the_way_of_out_fails_before_training(tmp_path):
+    blocker = tmp_path / "model"
+    blocker.write_text("not a bundle")
+    with pytest.raises(EdgeanomError, match=r"--out .*model: a file is in the way"):
+        train_bundle(table=_blobs(), model="dense-ae", out=blocker, **FAST)
+    assert blocker.read_text() == "not a bundle"

@@ -242,7 +242,7 @@ class ImageSource:
                     return
 
     def _read_image(self, src: _Source) -> Optional[np.ndarray]:
-        frame = cv2.imread(str(src.path), cv2.IMREAD_UNCHANGED)
+        frame = None if truncated_jpeg(src.path) else cv2.imread(str(src.path), cv2.IMREAD_UNCHANGED)
         if frame is None or frame.size == 0:
             self.skipped.append(src.name)
             return None
@@ -267,6 +267,25 @@ class ImageSource:
                 self.skipped.append(src.name)
         finally:
             cap.release()
+
+
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def truncated_jpeg(path: Path) -> bool:
+    """A JPEG without its end-of-image marker near the end of the file was cut short (a copy or a camera
+    interrupted): libjpeg would fill the missing rows with grey and decode it "successfully"."""
+    if path.suffix.lower() not in JPEG_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            tail = fh.read()
+    except OSError:
+        return True
+    return b"\xff\xd9" not in tail
 
 
 def memory_frames(frames: Sequence[np.ndarray], labels: Any = None) -> Iterator[FrameRecord]:

@@ -63,6 +63,7 @@ def train_bundle(
     recorded as preprocess.image.pack) and makes `frame-pred` the default model; `frames=` is one sequence.
     """
     opts = build_options(config, model=model, out=None if out is None else str(out), **options)
+    _check_out(Path(opts.out))  # before any work: a wrong --out must not cost a training run
     loaders.single_source(data=data, frames=frames, table=table, series=series)
     kind = _input_kind(opts, data, frames, table, series)
     packing = frame_pack_spacing(opts) > 0
@@ -79,6 +80,14 @@ def train_bundle(
         _add_validation_data(prepared, opts)
     check_labels(opts.threshold, 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x))
     return _train_and_write(prepared, opts, model_type)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise EdgeanomError(f"--out {out}: a file is in the way (the bundle is a directory)")
+    parent = out if out.exists() else next(p for p in out.absolute().parents if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgeanomError(f"--out {out}: cannot write in {parent}")
 
 
 def _input_kind(opts: TrainOptions, data: Any, frames: Any, table: Any, series: Any) -> str:
