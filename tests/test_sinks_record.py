@@ -85,3 +85,6 @@ def test_bad_paths_are_reported(tmp_path):
         VideoRecorder(tmp_path / "missing" / "out.mp4", fps=10)
     with pytest.raises(EdgeanomError, match=r"\.mp4"):
         VideoRecorder(tmp_path / "out.txt", fps=10)
+    (tmp_path / "clip.mp4").mkdir()
+    with pytest.raises(EdgeanomError, match=r"clip\.mp4: is a directory"):
+        VideoRecorder(tmp_path / "clip.mp4", fps=10)

@@ -49,6 +49,8 @@ class VideoRecorder:
             raise EdgeanomError(f"--record {self.path}: directory {self.path.parent} does not exist")
         if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov", ".avi"):
             raise EdgeanomError(f"--record {self.path}: use a .mp4 (or .avi) file name")
+        if self.path.is_dir():
+            raise EdgeanomError(f"--record {self.path}: is a directory; give a file name inside it")
 
     def write(self, result: SampleResult) -> None:
         if self._closed or result.frame is None:
