@@ -157,3 +157,33 @@ def test_splits():
         split_counts(4, 0.2, "rows")
     with pytest.raises(EdgeanomError, match="--val-fraction must be between 0 and 1"):
         split_counts(100, 1.5, "rows")
+
+
+def test_sensor_rows_are_put_in_time_order_and_say_so() -> None:
+    import pandas as pd
+
+    from edgeanom.data import table_from_frame
+
+    df = pd.DataFrame(
+        {
+            "timestamp": [
+                "2020-01-01 00:00:02",
+                "2020-01-01 00:00:01",
+                "2020-01-01 00:00:03",
+                "2020-01-01 00:00:03",
+            ],
+            "a": [2.0, 1.0, 3.0, 4.0],
+            "label": [0, 1, 0, 0],
+        }
+    )
+    t = table_from_frame(df, "pump.csv", detect_time=True)
+    assert t.values.ravel().tolist() == [1.0, 2.0, 3.0, 4.0] and t.labels.tolist() == [1, 0, 0, 0]
+    assert t.time_notes == [
+        "pump.csv: 2 rows were out of time order; sorted by 'timestamp'",
+        "pump.csv: 1 rows repeat the previous 'timestamp'; kept in file order",
+    ]
+    same = pd.DataFrame({"timestamp": ["2020-01-01"] * 3, "a": [1.0, 2.0, 3.0]})
+    with pytest.raises(EdgeanomError, match=r"pump.csv: every row has the same timestamp \(2020-01-01\)"):
+        table_from_frame(same, "pump.csv", detect_time=True)
+    in_order = pd.DataFrame({"timestamp": [1, 2, 3], "a": [1.0, 2.0, 3.0]})
+    assert table_from_frame(in_order, "pump.csv", detect_time=True).time_notes == []

@@ -343,6 +343,7 @@ class Table:
     label_column: Optional[str] = None
     dropped_rows: int = 0
     ignored_columns: list[str] = field(default_factory=list)
+    time_notes: list[str] = field(default_factory=list)  # what was done about the time column's order
 
 
 def _read_frame(path: Path) -> Any:
@@ -425,6 +426,9 @@ def table_from_frame(
     df.columns = [str(c) for c in df.columns]
     label_col = _find_column(df, label_column, LABEL_COLUMNS, "label", source)
     time_col = _find_column(df, time_column, TIME_COLUMNS if detect_time else (), "time", source)
+    time_notes: list[str] = []
+    if time_col is not None and detect_time:
+        df, time_notes = _in_time_order(df, time_col, source)
     for c in ignore_columns:
         if c not in df.columns:
             raise EdgeanomError(f"{source}: column '{c}' (to ignore) not found")
@@ -473,7 +477,37 @@ def table_from_frame(
         labels = labels[keep] if labels is not None else None
         dropped = int(rows.size)
     y = None if labels is None else (labels != 0).astype(np.int8)
-    return Table(x, names, y, source, time_col, label_col, dropped, ignored)
+    return Table(x, names, y, source, time_col, label_col, dropped, ignored, time_notes)
+
+
+def _in_time_order(df: Any, time_col: str, source: str) -> tuple[Any, list[str]]:
+    """Rows sorted by their timestamps (stable), so windows are cut in time, not file, order. Timestamps that
+    are all the same say nothing about the order: refused. Unparseable timestamps leave the file order."""
+    import pandas as pd
+
+    raw = df[time_col]
+    t = pd.to_numeric(raw, errors="coerce")
+    if t.isna().any():
+        t = pd.to_datetime(raw, errors="coerce", format="mixed").astype("int64").where(raw.notna())
+    if t.isna().any() or len(t) < 2:
+        return df, []
+    values = t.to_numpy(dtype=np.float64)
+    if np.all(values == values[0]):
+        raise EdgeanomError(
+            f"{source}: every row has the same {time_col} ({raw.iloc[0]}), so the rows' order in time is unknown; "
+            f"fix the timestamps or drop the '{time_col}' column to use the file order"
+        )
+    notes = []
+    if np.any(np.diff(values) < 0):
+        order = np.argsort(values, kind="stable")
+        moved = int((order != np.arange(len(order))).sum())
+        df = df.iloc[order].reset_index(drop=True)
+        values = values[order]
+        notes.append(f"{source}: {moved} rows were out of time order; sorted by '{time_col}'")
+    repeats = int((np.diff(values) == 0).sum())
+    if repeats:
+        notes.append(f"{source}: {repeats} rows repeat the previous '{time_col}'; kept in file order")
+    return df, notes
 
 
 def load_tables(

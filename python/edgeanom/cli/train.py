@@ -340,6 +340,8 @@ def print_summary(bundle: Any) -> None:
         f"{d['n_train']} train, {d['n_val_normal']} val normal, {d['n_val_anomalous']} val anomalous"
         + (f", {d['n_skipped']} unreadable skipped" if d.get("n_skipped") else ""),
     )
+    for note in d.get("time_notes") or []:
+        table.add_row("time order", note)
     if "best_epoch" in train:
         note = (
             " (interrupted)"
