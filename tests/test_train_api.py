@@ -387,3 +387,14 @@ def test_a_file_in_the_way_of_out_fails_before_training(tmp_path):
     with pytest.raises(EdgeanomError, match=r"--out .*model: a file is in the way"):
         train_bundle(table=_blobs(), model="dense-ae", out=blocker, **FAST)
     assert blocker.read_text() == "not a bundle"
+
+
+def test_config_and_image_size_mistakes_are_one_line(tmp_path, image_data):
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(EdgeanomError, match=r"c.yaml: not a text file"):
+        train_bundle(table=_blobs(), config=binary, out=tmp_path / "m", **FAST)
+    with pytest.raises(
+        EdgeanomError, match=r"--image-size must be N or HxW with sides from 8 to 4096, got 100000"
+    ):
+        train_bundle(image_data / "train", out=tmp_path / "m", image_size=100000, **FAST)

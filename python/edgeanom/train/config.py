@@ -70,7 +70,9 @@ def read_config(path: Optional[Any]) -> dict[str, Any]:
     if not p.is_file():
         raise EdgeanomError(f"config file '{p}' does not exist")
     try:
-        spec = yaml.safe_load(p.read_text()) or {}
+        spec = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise EdgeanomError(f"{p}: not a text file (a YAML config is UTF-8 text)") from None
     except yaml.YAMLError as exc:
         raise EdgeanomError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(spec, dict):

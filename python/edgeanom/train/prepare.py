@@ -56,6 +56,7 @@ class Prepared:
 DEFAULT_IMAGE_SIDE = 128
 SMALL_IMAGE_MULTIPLE = 16  # the default image models halve the input four times
 MIN_IMAGE_SIDE = 32
+MAX_IMAGE_SIDE = 4096  # larger model inputs only exhaust memory on the devices this runs on
 
 
 def image_size(value: Any) -> Optional[tuple[int, int]]:
@@ -70,8 +71,10 @@ def image_size(value: Any) -> Optional[tuple[int, int]]:
     size = [int(v) for v in value]
     if len(size) == 1:
         size = size * 2
-    if len(size) != 2 or min(size) < 8:
-        raise EdgeanomError(f"--image-size must be N or HxW with sides >= 8, got {value!r}")
+    if len(size) != 2 or min(size) < 8 or max(size) > MAX_IMAGE_SIDE:
+        raise EdgeanomError(
+            f"--image-size must be N or HxW with sides from 8 to {MAX_IMAGE_SIDE}, got {value!r}"
+        )
     return size[0], size[1]
 
 
