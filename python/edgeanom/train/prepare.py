@@ -63,6 +63,7 @@ def image_size(value: Any) -> Optional[tuple[int, int]]:
     """128 -> (128, 128); [96, 128] or '96x128' -> (96, 128); None -> None (chosen from the data)."""
     if value is None:
         return None
+    given = value
     if isinstance(value, str):
         parts = value.lower().replace(",", "x").split("x")
         value = [int(p) for p in parts if p.strip()]
@@ -73,7 +74,7 @@ def image_size(value: Any) -> Optional[tuple[int, int]]:
         size = size * 2
     if len(size) != 2 or min(size) < 8 or max(size) > MAX_IMAGE_SIDE:
         raise EdgeanomError(
-            f"--image-size must be N or HxW with sides from 8 to {MAX_IMAGE_SIDE}, got {value!r}"
+            f"--image-size must be N or HxW with sides from 8 to {MAX_IMAGE_SIDE}, got {given!r}"
         )
     return size[0], size[1]
 
