@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -179,6 +180,65 @@ def test_memory_is_bounded(server):
     assert len(json.loads(get(server.url + "api/events")[2])) == serve.EVENT_HISTORY
 
 
+def test_the_network_needs_the_token_on_every_route():
+    srv = WebServer("0.0.0.0:0", token="s3cret", streams=1)
+    base = f"http://127.0.0.1:{srv.port}"
+    try:
+        assert srv.url == f"{base}/?token=s3cret" and srv.listening.endswith("(all interfaces); a token is required")
+        for route in ("/", "/metrics", "/healthz", "/api/stats", "/stream.mjpg", "/snapshot.jpg"):
+            assert get(base + route)[0] == 401, route
+        assert get(base + "/metrics?token=wrong")[0] == 401
+        assert get(base + "/metrics?token=s3cret")[0] == 200
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", "/api/stats", headers={"Authorization": "Bearer s3cret"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", "/?token=s3cret")  # the page sets a cookie its own requests then carry
+        res = conn.getresponse()
+        cookie = res.getheader("Set-Cookie") or ""
+        res.read()
+        conn.close()
+        assert cookie.startswith("edgeanom_token=s3cret") and "HttpOnly" in cookie
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", "/api/events", headers={"Cookie": cookie.split(";")[0]})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        srv.close()
+    generated = WebServer("0.0.0.0:0")
+    assert generated.token and len(generated.token) >= 20 and generated.url.endswith(generated.token)
+    generated.close()
+    open_server = WebServer("0.0.0.0:0", auth=False)
+    assert open_server.token is None and "no authentication" in open_server.listening
+    open_server.close()
+
+
+def test_unknown_streams_are_404_and_clients_are_bounded():
+
+    srv = WebServer("127.0.0.1:0", streams=1)
+    try:
+        assert get(srv.url + "stream.mjpg?stream=7")[0] == 404
+        assert get(srv.url + "snapshot.jpg?stream=-1")[0] == 404
+        held = []
+        for _ in range(serve.MAX_CLIENTS):  # idle connections hold every slot
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            held.append(s)
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(64).startswith(b"HTTP/1.1 503")
+        extra.close()
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and get(srv.url + "healthz")[0] != 200:
+            time.sleep(0.05)
+        assert get(srv.url + "healthz")[0] == 200  # slots come back when clients leave
+    finally:
+        srv.close()
+
+
 def test_close_ends_open_streams_and_frees_the_port():
     srv = WebServer("127.0.0.1:0")
     srv.write(make_result(0))
@@ -196,16 +256,17 @@ def test_close_ends_open_streams_and_frees_the_port():
 
 
 def test_bind_forms_and_errors():
-    assert parse_bind(":8080") == ("0.0.0.0", 8080)
-    assert parse_bind("8080") == ("0.0.0.0", 8080)
-    assert parse_bind("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_bind(":8080") == ("127.0.0.1", 8080)  # this machine only, unless a host is named
+    assert parse_bind("8080") == ("127.0.0.1", 8080)
+    assert parse_bind("0.0.0.0:8080") == ("0.0.0.0", 8080)
     assert parse_bind("[::1]:9000") == ("::1", 9000)
     for bad, why in [(":http", "expected"), (":70000", "outside"), ("::1:80", "brackets")]:
         with pytest.raises(EdgeanomError, match=why):
             parse_bind(bad)
-    srv = WebServer(":0")  # all interfaces; .url is still reachable locally
+    srv = WebServer(":0")
     try:
-        assert srv.url == f"http://127.0.0.1:{srv.port}/"
+        assert srv.url == f"http://127.0.0.1:{srv.port}/" and srv.token is None
+        assert srv.listening == f"127.0.0.1:{srv.port}"
         assert get(srv.url + "healthz")[0] == 200
         with pytest.raises(EdgeanomError, match=f"cannot listen on 127.0.0.1:{srv.port}"):
             WebServer(f"127.0.0.1:{srv.port}")

@@ -105,8 +105,25 @@ def run(
         Optional[Path], typer.Option("--save-anomalies", help="Save anomalous frames + heatmaps + JSON here.")
     ] = None,
     serve: Annotated[
-        Optional[str], typer.Option("--serve", help="Live web view and /metrics on [HOST]:PORT, e.g. :8080.")
+        Optional[str],
+        typer.Option(
+            "--serve",
+            help="Live web view and /metrics on [HOST]:PORT: :8080 is this machine only; 0.0.0.0:8080 (or a "
+            "named host) serves the network and then needs a token.",
+        ),
     ] = None,
+    serve_token: Annotated[
+        Optional[str],
+        typer.Option(
+            "--serve-token", help="The token off-loopback web-view clients must give (default: generated)."
+        ),
+    ] = None,
+    serve_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--serve-no-auth", help="Serve the network without a token (anyone who can reach it sees it)."
+        ),
+    ] = False,
     show: Annotated[
         bool, typer.Option("--show", help="OpenCV window (needs an OpenCV build with a GUI).")
     ] = False,
@@ -147,6 +164,8 @@ def run(
         record=record,
         save_anomalies=save_anomalies,
         serve=serve,
+        serve_token=serve_token,
+        serve_no_auth=serve_no_auth,
         show=show,
         realtime=realtime,
         rate=rate,

@@ -44,6 +44,8 @@ class RunOptions:
     record: Optional[Path] = None
     save_anomalies: Optional[Path] = None
     serve: Optional[str] = None
+    serve_token: Optional[str] = None  # off loopback: the token every web-view route needs (None: generated)
+    serve_no_auth: bool = False  # off loopback: serve without a token (explicitly unsafe)
     show: bool = False
     realtime: bool = False
     rate: Optional[float] = None

@@ -57,8 +57,10 @@ def _record(cls: Any, opts: Any, ctx: SinkContext) -> Sink:
 
 
 def _serve(cls: Any, opts: Any, ctx: SinkContext) -> Sink:
-    server = cls(opts.serve, ctx.stats)
-    ctx.say(f"live view: {server.url}")
+    server = cls(
+        opts.serve, ctx.stats, token=opts.serve_token, auth=not opts.serve_no_auth, streams=len(ctx.sources)
+    )
+    ctx.say(f"live view: {server.url} (listening on {server.listening})")
     return server
 
 

@@ -19,12 +19,16 @@ sinks must not be modified afterwards (the pipeline gives each capture its own a
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import logging
+import secrets
 import socket
 import threading
 import time
 from collections import deque
 from http import HTTPStatus
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Optional
@@ -38,6 +42,7 @@ from edgeanom.runtime.sinks.prometheus import render_metrics
 from edgeanom.runtime.sinks.records import dumps, event_record
 from edgeanom.runtime.types import SampleResult
 
+COOKIE = "edgeanom_token"
 log = logging.getLogger(__name__)
 
 SCORE_HISTORY = 300  # samples per stream kept for the chart
@@ -74,8 +79,21 @@ class _Stream:
 class WebServer:
     """A Sink serving the live view; starts listening in the constructor, stops in `close()`."""
 
-    def __init__(self, bind: str, stats: Any = None, max_fps: float = 15.0, jpeg_quality: int = 80) -> None:
+    def __init__(
+        self,
+        bind: str,
+        stats: Any = None,
+        max_fps: float = 15.0,
+        jpeg_quality: int = 80,
+        *,
+        token: Optional[str] = None,
+        auth: bool = True,
+        streams: Optional[int] = None,
+    ) -> None:
+        """`bind` as parse_bind takes it (loopback unless a host is named). Off loopback every route needs
+        `token` (generated when not given) unless `auth` is False; `streams` bounds the valid stream ids."""
         self.stats = stats
+        self.known_streams = streams
         self.max_fps = float(max_fps)
         self.jpeg_quality = int(jpeg_quality)
         self.started = time.time()
@@ -93,10 +111,22 @@ class WebServer:
             ) from None
         self.host = host
         self.port = int(self._httpd.server_address[1])
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
-        if ":" in shown and not shown.startswith("["):
-            shown = f"[{shown}]"
-        self.url = f"http://{shown}:{self.port}/"
+        self.token = None if is_loopback(host) or not auth else (token or secrets.token_urlsafe(18))
+        shown = "127.0.0.1" if host == "0.0.0.0" else ("::1" if host == "::" else host)
+        shown = f"[{shown}]" if ":" in shown else shown
+        self.url = f"http://{shown}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        bound = f"[{host}]" if ":" in host else host
+        self.listening = (
+            f"{bound}:{self.port}"
+            + (" (all interfaces)" if host in ("0.0.0.0", "::") else "")
+            + (
+                "; a token is required"
+                if self.token
+                else "; no authentication"
+                if not is_loopback(host)
+                else ""
+            )
+        )
         self._threads = [
             threading.Thread(
                 target=self._httpd.serve_forever,
@@ -288,13 +318,27 @@ class WebServer:
             finally:
                 s.watchers -= 1
 
+    def valid_stream(self, stream_id: int) -> bool:
+        """A stream id of this run: below the number of sources when known, else one already seen."""
+        if stream_id < 0:
+            return False
+        if self.known_streams is not None:
+            return stream_id < self.known_streams
+        with self._cond:
+            return stream_id in self._streams
+
     @property
     def closed(self) -> bool:
         return self._closed
 
 
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def parse_bind(bind: str) -> tuple[str, int]:
-    """``":8080"`` (all interfaces), ``"127.0.0.1:8080"``, ``"[::1]:8080"``, ``"8080"``, ``":0"`` (any free port)."""
+    """``":8080"`` and ``"8080"`` (this machine only: 127.0.0.1), ``"0.0.0.0:8080"`` (all interfaces),
+    ``"192.168.1.5:8080"``, ``"[::1]:8080"``, ``":0"`` (any free port)."""
     text = bind.strip()
     host, sep, port_text = text.rpartition(":")
     if not sep:
@@ -309,12 +353,37 @@ def parse_bind(bind: str) -> tuple[str, int]:
         raise EdgeanomError(f"--serve {bind}: expected [HOST]:PORT, e.g. :8080 or 127.0.0.1:8080") from None
     if not 0 <= port <= 65535:
         raise EdgeanomError(f"--serve {bind}: port {port} is outside 0-65535")
-    return (host or "0.0.0.0"), port
+    return (host or "127.0.0.1"), port
+
+
+MAX_CLIENTS = 32  # connections served at once; more get 503 at once rather than a thread each
+CLIENT_TIMEOUT_S = 30.0  # a client that sends or reads nothing for this long is dropped
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # an open MJPEG response must not keep the process alive
     allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):
@@ -329,17 +398,32 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "edgeanom"
+        timeout = CLIENT_TIMEOUT_S  # socket timeout: idle or stalled clients do not hold a thread
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the run's stderr is the status line
             log.debug("%s " + format, self.address_string(), *args)
+
+        def _authorised(self, query: dict[str, str]) -> bool:
+            if server.token is None:
+                return True
+            given = query.get("token") or ""
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = given or auth[7:].strip()
+            cookie = SimpleCookie(self.headers.get("Cookie", ""))
+            if not given and COOKIE in cookie:
+                given = cookie[COOKIE].value
+            return hmac.compare_digest(given.encode(), server.token.encode())
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             try:
-                if url.path in _STATIC:
+                if not self._authorised(query):
+                    self._send(HTTPStatus.UNAUTHORIZED, b"token required\n", "text/plain; charset=utf-8")
+                elif url.path in _STATIC:
                     name, ctype = _STATIC[url.path]
-                    self._send(HTTPStatus.OK, _static(name), ctype)
+                    self._send(HTTPStatus.OK, _static(name), ctype, set_cookie=bool(query.get("token")))
                 elif url.path == "/stream.mjpg":
                     self._mjpeg(_int(query.get("stream"), 0), _int(query.get("frames"), 0))
                 elif url.path == "/snapshot.jpg":
@@ -365,8 +449,10 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client went away
 
-        def _send(self, status: HTTPStatus, body: bytes, ctype: str) -> None:
+        def _send(self, status: HTTPStatus, body: bytes, ctype: str, set_cookie: bool = False) -> None:
             self.send_response(status)
+            if set_cookie and server.token:  # the page's own requests (API, MJPEG) then carry the token
+                self.send_header("Set-Cookie", f"{COOKIE}={server.token}; HttpOnly; SameSite=Strict; Path=/")
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
@@ -377,6 +463,9 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
             self._send(HTTPStatus.OK, dumps(value).encode(), "application/json")
 
         def _snapshot(self, stream_id: int) -> None:
+            if not server.valid_stream(stream_id):
+                self._send(HTTPStatus.NOT_FOUND, b"no such stream\n", "text/plain; charset=utf-8")
+                return
             jpeg, _ = server.next_jpeg(stream_id, 0, timeout=5.0)
             if jpeg is None:
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"no frame yet\n", "text/plain; charset=utf-8")
@@ -384,6 +473,9 @@ def _make_handler(server: WebServer) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.OK, jpeg, "image/jpeg")
 
         def _mjpeg(self, stream_id: int, max_frames: int) -> None:
+            if not server.valid_stream(stream_id):
+                self._send(HTTPStatus.NOT_FOUND, b"no such stream\n", "text/plain; charset=utf-8")
+                return
             self.close_connection = True
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
