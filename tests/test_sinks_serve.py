@@ -184,7 +184,9 @@ def test_the_network_needs_the_token_on_every_route():
     srv = WebServer("0.0.0.0:0", token="s3cret", streams=1)
     base = f"http://127.0.0.1:{srv.port}"
     try:
-        assert srv.url == f"{base}/?token=s3cret" and srv.listening.endswith("(all interfaces); a token is required")
+        assert srv.url == f"{base}/?token=s3cret" and srv.listening.endswith(
+            "(all interfaces); a token is required"
+        )
         for route in ("/", "/metrics", "/healthz", "/api/stats", "/stream.mjpg", "/snapshot.jpg"):
             assert get(base + route)[0] == 401, route
         assert get(base + "/metrics?token=wrong")[0] == 401
