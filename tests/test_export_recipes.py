@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -140,3 +141,43 @@ def test_triton_example_config_parses() -> None:
     text = (ROOT / "export" / "triton" / "config.pbtxt.example").read_text()
     config = text_format.Parse(text, model_config_pb2.ModelConfig())
     assert config.platform == "onnxruntime_onnx" and [o.name for o in config.output] == ["score", "error_map"]
+
+
+def _fake_python(tmp_path: Path, version_ok: bool) -> Path:
+    """A stand-in interpreter for tools/install_jetson.sh: logs pip calls, answers the version check."""
+    log = tmp_path / "pip.log"
+    fake = tmp_path / "python3"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [[ "$1" == "-V" ]]; then echo "Python 3.8.10"; exit 0; fi\n'
+        f'if [[ "$1" == "-c" && "$2" == *version_info* ]]; then exit {0 if version_ok else 1}; fi\n'
+        f'if [[ "$1" == "-m" && "$2" == "pip" ]]; then echo "$@" >> {log}; exit 0; fi\n'
+        'if [[ "$1" == "-" ]]; then cat > /dev/null; exit 0; fi\n'
+        "exit 0\n"
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def test_jetson_installer_refuses_python_38_and_pins_numpy_below_2(tmp_path: Path) -> None:
+    script = ROOT / "tools" / "install_jetson.sh"
+    old = subprocess.run(
+        ["bash", str(script)],
+        env={**os.environ, "PYTHON": str(_fake_python(tmp_path, version_ok=False))},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert old.returncode == 1
+    assert "Python 3.8.10 is too old: edgeanom needs Python >= 3.9 (JetPack 6)" in old.stderr
+    env = {
+        **os.environ,
+        "PYTHON": str(_fake_python(tmp_path, version_ok=True)),
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+    }
+    (tmp_path / "edgeanom").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (tmp_path / "edgeanom").chmod(0o755)
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pip = (tmp_path / "pip.log").read_text()
+    assert "numpy>=1.21,<2" in pip and "--no-deps ." in pip

@@ -53,6 +53,7 @@ def test_row_parser_without_header_json_and_errors() -> None:
         ('{"ch0": 1}', "missing"),
         ("{oops", "invalid JSON"),
         (b"\xff\xfe", "not UTF-8"),
+        ("[" * 200_000 + "]" * 200_000, "nested too deep"),  # a hostile line: skipped, never fatal
     ]:
         with pytest.raises(CorruptInput, match=match):
             p.parse(bad)

@@ -122,6 +122,8 @@ class RowParser:
             doc = json.loads(line)
         except json.JSONDecodeError:
             raise CorruptInput(f"invalid JSON: {_quote(line)}") from None
+        except RecursionError:  # a hostile line nested thousands deep: one bad line, not the end of the run
+            raise CorruptInput(f"JSON nested too deep: {_quote(line)}") from None
         items = doc if isinstance(doc, list) and doc and isinstance(doc[0], (list, dict)) else [doc]
         rows = []
         for item in items:
