@@ -243,6 +243,21 @@ def test_scorer_applies_map_normalisation(tmp_path: Path) -> None:
     (tmp_path / "s.npy").unlink()
     with pytest.raises(EdgeanomError, match=r"normalize\.scale file 's\.npy' is missing"):
         Scorer(Bundle(tmp_path, meta))
+    # hostile or damaged map statistics: one line each, nothing unpickled
+    meta["preprocess"] = {"image": {"size": [4, 5], "color": "rgb"}}
+    bad = {
+        "objects": (
+            lambda p: np.save(p, np.array([object()] * 20).reshape(4, 5), allow_pickle=True),
+            "readable",
+        ),
+        "truncated": (lambda p: p.write_bytes(np.lib.format.magic(1, 0) + b"\x10\x00{'descr"), "readable"),
+        "wrong shape": (lambda p: np.save(p, np.ones((5, 4), np.float32)), r"expected a 4x5 array"),
+        "nan": (lambda p: np.save(p, np.full((4, 5), np.nan, np.float32)), "NaN or infinite"),
+    }
+    for make, match in bad.values():
+        make(tmp_path / "s.npy")
+        with pytest.raises(EdgeanomError, match=match):
+            Scorer(Bundle(tmp_path, meta))
 
 
 # --------------------------------------------------------------------------------------------- end to end

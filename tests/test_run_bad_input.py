@@ -37,3 +37,21 @@ def test_bad_run_options_are_one_line_errors(tmp_path: Path, args: list[str], me
     )
     assert result.exit_code == 2, result.output
     assert "error: " in result.output and message in result.output and "Traceback" not in result.output
+
+
+def test_a_bundle_whose_shape_disagrees_with_its_graph_is_one_line(tmp_path: Path) -> None:
+    import json
+
+    bundle = window_bundle(tmp_path / "b", ["a"], 4, 1.0)
+    meta = json.loads((bundle.path / "bundle.json").read_text())
+    meta["input"]["shape"] = [6, 1]
+    meta["preprocess"]["window"]["length"] = 6
+    (bundle.path / "bundle.json").write_text(json.dumps(meta))
+    csv = tmp_path / "s.csv"
+    csv.write_text("a,label\n" + "\n".join(f"{i % 3},0" for i in range(20)) + "\n")
+    for command in (["run", "--sensor", str(csv), "--status-interval", "0"], ["eval", "--data", str(csv)]):
+        result = CliRunner().invoke(app, [command[0], "--model", str(bundle.path), *command[1:]])
+        assert result.exit_code == 2, result.output
+        assert (
+            "the graph takes samples of shape [4, 1], the bundle's input.shape says [6, 1]" in result.output
+        )

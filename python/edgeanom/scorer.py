@@ -89,6 +89,7 @@ def _map_normalisation(
     norm = (spec or {}).get("normalize")
     if not norm:
         return None, None
+    image = (bundle.preprocess.get("image") or {}).get("size")
     arrays = []
     for key in ("mean", "scale"):
         path = bundle.path / str(norm[key])
@@ -96,7 +97,19 @@ def _map_normalisation(
             raise EdgeanomError(
                 f"bundle {bundle.path}: score.map.normalize.{key} file '{norm[key]}' is missing"
             )
-        arrays.append(np.ascontiguousarray(np.load(path), dtype=np.float32))
+        try:
+            a = np.load(path, allow_pickle=False)  # never unpickle: a bundle must not run code
+        except (ValueError, OSError, EOFError) as exc:
+            raise EdgeanomError(f"{path}: not a readable .npy array of numbers ({exc})") from None
+        if a.dtype.kind not in "fiu" or (image is not None and list(a.shape) != list(image)):
+            raise EdgeanomError(
+                f"{path}: expected a {image[0] if image else 'H'}x{image[1] if image else 'W'} array of numbers "
+                f"(the map size), got {a.dtype} of shape {a.shape}"
+            )
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if not np.all(np.isfinite(a)):
+            raise EdgeanomError(f"{path}: contains NaN or infinite values")
+        arrays.append(a)
     return arrays[0], arrays[1]
 
 

@@ -44,9 +44,11 @@ class OnnxRuntimeRunner:
         spin_wait: Optional[bool] = None,
         provider_options: Optional[dict[str, dict[str, Any]]] = None,
         disabled_optimizers: Sequence[str] = (),
+        sample_shape: Optional[Sequence[int]] = None,
     ) -> None:
         """`intra_op_threads` 0 lets ONNX Runtime choose (one per core). `spin_wait` False stops idle worker
-        threads from spinning, which leaves the cores to decoding threads in a streaming pipeline."""
+        threads from spinning, which leaves the cores to decoding threads in a streaming pipeline.
+        `sample_shape` (the bundle's input.shape) is checked against the graph's input at once."""
         import onnxruntime as ort
 
         if not Path(model_path).is_file():
@@ -71,6 +73,14 @@ class OnnxRuntimeRunner:
             raise EdgeanomError(f"ONNX Runtime cannot load '{model_path}': {exc}") from None
         self.model_path = Path(model_path)
         inputs = self.session.get_inputs()
+        if sample_shape is not None:
+            graph = list(inputs[0].shape[1:])
+            fixed = [(g, int(b)) for g, b in zip(graph, sample_shape) if isinstance(g, int)]
+            if len(graph) != len(sample_shape) or any(g != b for g, b in fixed):
+                raise EdgeanomError(
+                    f"{model_path}: the graph takes samples of shape {graph}, the bundle's input.shape says "
+                    f"{list(sample_shape)}"
+                )
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
@@ -173,4 +183,5 @@ def open_for_bundle(bundle: Bundle, options: BackendOptions) -> OnnxRuntimeRunne
         provider_options=provider_options_for(bundle.path, options.precision),
         # the CPU NCHWc layout pass is FP32-only and crashes on some FP16 graphs (LSTM models, onnxruntime 1.32)
         disabled_optimizers=("NchwcTransformer",) if options.precision == "fp16" else (),
+        sample_shape=bundle.input_shape,
     )

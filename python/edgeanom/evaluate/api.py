@@ -68,7 +68,9 @@ def evaluate_bundle(
 
     loaders.single_source(data=data, frames=frames, table=table, series=series)
     n_threads = resolve_threads(threads)
-    with OnnxRuntimeRunner(bundle.onnx_path, intra_op_threads=n_threads, spin_wait=False) as runner:
+    with OnnxRuntimeRunner(
+        bundle.onnx_path, intra_op_threads=n_threads, spin_wait=False, sample_shape=bundle.input_shape
+    ) as runner:
         if bundle.input_kind == "image":
             evalset = _score_images(
                 bundle, runner, frames if frames is not None else data, labels, batch_size or 16
