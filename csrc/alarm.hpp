@@ -82,10 +82,11 @@ struct StreamState {
     bool has_ewma = false;
     double ewma = 0.0;
     double last = 0.0;  // last smoothed value (inf for a non-finite sample)
-    // Indices of the most recent hot samples (at most k, ring buffer): the vote holds when there are
+    // Indices of the most recent hot samples (at most k, a ring once k are held; it grows as hot samples come,
+    // so memory follows use, not k): the vote holds when there are
     // k of them and the oldest is inside the window of the last n samples.
     std::vector<std::int64_t> hot;
-    std::size_t hot_head = 0, hot_size = 0;
+    std::size_t hot_head = 0;  // once the ring holds k: the oldest entry, overwritten next
     bool on = false;
     std::int64_t start_index = -1, peak_index = -1;
     double peak = 0.0;
@@ -165,7 +166,7 @@ class AlarmCore {
     std::int64_t hot_in_window(const StreamState& st) const {
         std::int64_t c = 0;
         const std::int64_t lo = st.count - p_.n;  // window = indices [count - n, count - 1]
-        for (std::size_t i = 0; i < st.hot_size; ++i) {
+        for (std::size_t i = 0; i < st.hot.size(); ++i) {
             const std::size_t slot = (st.hot_head + st.hot.size() - 1 - i) % st.hot.size();
             if (st.hot[slot] >= lo) ++c;
         }
@@ -178,21 +179,23 @@ class AlarmCore {
         auto it = streams_.find(stream);
         if (it == streams_.end()) {
             it = streams_.emplace(stream, StreamState{}).first;
-            it->second.hot.assign(static_cast<std::size_t>(p_.k), 0);
         }
         cached_ = &it->second;  // std::map nodes are stable; reset() clears the cache
         cached_id_ = stream;
         return *cached_;
     }
 
-    static void push_hot(StreamState& st, std::int64_t idx) {
+    void push_hot(StreamState& st, std::int64_t idx) const {
+        if (st.hot.size() < static_cast<std::size_t>(p_.k)) {
+            st.hot.push_back(idx);  // in arrival order; head stays 0, the oldest once full
+            return;
+        }
         st.hot[st.hot_head] = idx;
         st.hot_head = (st.hot_head + 1) % st.hot.size();
-        if (st.hot_size < st.hot.size()) ++st.hot_size;
     }
 
     bool votes(const StreamState& st, std::int64_t idx) const {
-        if (st.hot_size < st.hot.size()) return false;  // fewer than k hot samples tracked
+        if (st.hot.size() < static_cast<std::size_t>(p_.k)) return false;  // fewer than k hot samples tracked
         const std::int64_t oldest = st.hot[st.hot_head];  // ring is full: head is the oldest
         return oldest > idx - p_.n;
     }
@@ -200,7 +203,7 @@ class AlarmCore {
     static void end_alarm(std::int64_t stream, StreamState& st, std::int64_t idx, std::vector<AlarmEvent>& events) {
         events.push_back({false, stream, idx, st.peak, st.peak_index, st.start_index});
         st.on = false;
-        st.hot_size = 0;
+        st.hot.clear();  // keeps its capacity: no allocation for the next alarm
         st.hot_head = 0;
     }
 

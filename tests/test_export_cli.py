@@ -138,6 +138,21 @@ def test_int8_commands_with_calibration_data(bundle: Path, tmp_path: Path) -> No
     assert "samples have shape (4, 3, 8, 8), the model takes (N, 1, 32, 32)" in bad.output
 
 
+def test_damaged_checkpoints_are_one_line(bundle: Path, tmp_path: Path) -> None:
+    import torch
+
+    good = torch.load(bundle / "model.pt", weights_only=True)
+    for payload, message in [
+        ([1, 2, 3], "not an edgeanom checkpoint (format 'list')"),
+        ({**good, "state_dict": {"nope": torch.zeros(1)}}, "the weights do not fit a conv-ae model"),
+        ({k: v for k, v in good.items() if k != "params"}, "checkpoint lacks params"),
+    ]:
+        torch.save(payload, bundle / "model.pt")
+        result = cli.invoke(app, ["export", "--model", str(bundle)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    torch.save(good, bundle / "model.pt")
+
+
 def test_missing_checkpoint_unknown_schema_and_missing_bundle(bundle: Path, tmp_path: Path) -> None:
     (bundle / "model.pt").unlink()
     result = cli.invoke(app, ["export", str(bundle)])

@@ -357,3 +357,19 @@ def test_float64_weights_are_accepted():
     x = np.ones((2, 3), np.float32)
     got = scoring.reconstruction_error(x, np.zeros_like(x), "sse", weights=np.array([1.0, 2.0, 3.0]))
     np.testing.assert_array_equal(got, [6.0, 6.0])
+
+
+def test_misaligned_weights_are_copied_and_a_copy_too_big_is_a_memory_error():
+    buf = np.zeros(4 * 64 + 1, np.uint8)
+    w = np.frombuffer(buf[1:257].data, dtype=np.float32)  # a misaligned float32 view
+    assert not w.flags["ALIGNED"]
+    w_aligned = np.arange(64, dtype=np.float32) / 64
+    buf[1:257] = np.frombuffer(w_aligned.tobytes(), np.uint8)
+    x = np.random.default_rng(0).random((3, 64), dtype=np.float32)
+    y = np.zeros_like(x)
+    np.testing.assert_array_equal(
+        scoring.reconstruction_error(x, y, weights=w), scoring.reconstruction_error(x, y, weights=w_aligned)
+    )
+    huge = np.broadcast_to(np.float32(1), (1 << 22, 1 << 16))  # a view of 1.1 TB once made contiguous
+    with pytest.raises(MemoryError, match=r"x with shape \(4194304, 65536\) could not be copied"):
+        scoring.reconstruction_error(huge, huge)

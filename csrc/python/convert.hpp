@@ -76,6 +76,16 @@ inline py::array as_array(const py::handle& obj, const char* name) {
     return a;
 }
 
+// Raises MemoryError naming the argument: a copy the documented policy needs could not be made (pybind11's
+// ensure() returns null and clears Python's error, which would otherwise surface as a confusing RuntimeError).
+[[noreturn]] inline void copy_failed(const char* name, const py::array& a) {
+    std::ostringstream o;
+    o << name << " with shape " << shape_str(shape_of(a)) << " could not be copied to a contiguous, aligned array"
+      << " (" << static_cast<double>(a.size()) * static_cast<double>(a.itemsize()) / 1e9 << " GB)";
+    PyErr_SetString(PyExc_MemoryError, o.str().c_str());
+    throw py::error_already_set();
+}
+
 // Checks the dtype is float32/float16 and returns a C-contiguous, aligned array (copying if needed).
 inline py::array float_input(const py::handle& obj, const char* name, Dt& dt) {
     py::array a = as_array(obj, name);
@@ -85,8 +95,9 @@ inline py::array float_input(const py::handle& obj, const char* name, Dt& dt) {
         throw py::type_error(std::string(name) + " has dtype " + dtype_name(d) + ", expected float32 or float16");
     dt = (num == kNpyFloat) ? Dt::f32 : Dt::f16;
     if ((a.flags() & (kCContig | kAligned)) != (kCContig | kAligned)) {
-        a = py::array::ensure(a, kCContig | kAligned);  // contiguous copy (documented)
-        if (!a) throw py::error_already_set();
+        py::array copy = py::array::ensure(a, kCContig | kAligned);  // contiguous copy (documented)
+        if (!copy) copy_failed(name, a);
+        a = copy;
     }
     return a;
 }
@@ -100,7 +111,11 @@ py::array_t<T> real_input(const py::handle& obj, const char* name) {
         throw py::type_error(std::string(name) + " has dtype " + dtype_name(a.dtype()) +
                              ", expected a real number dtype");
     auto t = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
-    if (!t) throw py::error_already_set();
+    if (!t) copy_failed(name, a);
+    if (!(t.flags() & kAligned)) {  // a misaligned view: copy, reading it in place is undefined behaviour
+        t = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(py::array::ensure(t, kCContig | kAligned));
+        if (!t) copy_failed(name, a);
+    }
     return t;
 }
 

@@ -61,9 +61,19 @@ def load_model(bundle: Bundle, device: str = "cpu") -> Any:
     except Exception as exc:  # torch raises pickle/zip errors of several types
         raise EdgeanomError(f"{path}: cannot read the checkpoint ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise EdgeanomError(f"{path}: not an edgeanom checkpoint (format {payload.get('format')!r})")
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise EdgeanomError(f"{path}: not an edgeanom checkpoint (format {found!r})")
+    missing = [k for k in ("model_type", "input_shape", "params", "state_dict") if k not in payload]
+    if missing:
+        raise EdgeanomError(f"{path}: checkpoint lacks {', '.join(missing)}")
     model = build_model(payload["model_type"], payload["input_shape"], payload["params"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeanomError(
+            f"{path}: the weights do not fit a {payload['model_type']} model ({first})"
+        ) from None
     return model.to(device).eval()
 
 
