@@ -66,3 +66,36 @@ def test_method_errors():
         parse_method("fpr:2")
     with pytest.raises(EdgeanomError, match="no finite validation scores"):
         calibrate("percentile:99", np.array([np.nan, np.inf]))
+
+
+def test_fpr_threshold_extrapolates_the_tail_and_says_how_sure_it_is():
+    from scipy.stats import gamma
+
+    from edgeanom.calibration import fpr_threshold
+
+    rng = np.random.default_rng(0)
+    true_rates, covered = [], 0
+    for rep in range(8):
+        scores = rng.gamma(2.0, 1.0, 60)  # 60 held-out scores: the 1% quantile is beyond their maximum
+        t, tail = fpr_threshold(scores, 0.01, seed=rep)
+        assert tail["method"] == "generalised Pareto tail" and tail["expected_far"] == 0.01
+        assert t >= scores.max()
+        lo, hi = tail["far_interval_90"]
+        rate = float(gamma.sf(t, 2.0))
+        true_rates.append(rate)
+        covered += lo <= rate <= hi
+    assert 0.003 < float(np.median(true_rates)) < 0.03  # near 1%, where the plain sample max is ~2.4%
+    assert covered >= 6  # the 90% interval holds the true rate most of the time
+    many = rng.gamma(2.0, 1.0, 5000)
+    t, tail = fpr_threshold(many, 0.01)
+    assert tail["method"] == "empirical" and abs(float((many > t).mean()) - 0.01) < 1e-3
+
+
+def test_eval_reports_recall_at_far_and_whether_the_calibrated_rate_held(tmp_path):
+    from edgeanom.evaluate.metrics import detection_metrics, recall_at_far
+
+    s = np.r_[np.arange(100.0), 50 + np.arange(20.0)]
+    y = np.r_[np.zeros(100, int), np.ones(20, int)]
+    assert recall_at_far(s, y, 0.05) == float((s[100:] > np.quantile(s[:100], 0.95)).mean())
+    report = detection_metrics(s, y, 90.0)
+    assert set(report["recall_at_far"]) == {"0.01", "0.05"}

@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         ms_one = 1000 * (time.perf_counter() - t0) / 50
     threshold = bundle.threshold.value
     result = {"all": metrics(scores, labels, threshold)}
+    tail = bundle.threshold.stats.get("tail")
+    if tail:  # did the promised false-alarm rate hold on the unseen good cells?
+        lo, hi = tail["far_interval_90"]
+        far = result["all"]["far_at_calibrated"]
+        result["all"]["calibration"] = {**tail, "inside_interval": bool(lo <= far <= hi)}
     for kind in ("mono", "poly"):
         keep = types[test_idx] == kind
         result[kind] = metrics(scores[keep], labels[keep], threshold)

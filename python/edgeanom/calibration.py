@@ -4,7 +4,10 @@ Methods (the `--threshold` value):
 - ``percentile:Q``   the Q-th percentile of held-out normal scores (e.g. ``percentile:99``)
 - ``contamination:P`` expect a fraction P of anomalies: the (1 - P) quantile (e.g. ``contamination:0.01``)
 - ``sigma:K``        mean + K standard deviations of held-out normal scores
-- ``fpr:R``          the lowest threshold whose false-alarm rate on held-out normal scores is at most R
+- ``fpr:R``          the threshold whose false-alarm rate on unseen normal data is expected to be R: the
+                     empirical (1 - R) quantile when the held-out scores have at least 10 exceedances of it,
+                     else extrapolated from a generalised Pareto fit to their upper tail (so 50 held-out
+                     images can still promise 1%); the expected rate and a 90% bootstrap interval are recorded
 - ``f1``             the threshold with the best F1 on a labelled validation set
 """
 
@@ -99,6 +102,78 @@ def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, fl
     return (0.5 * (t + float(below.max())) if below.size else t - max(abs(t), 1.0) * 1e-6), float(f1[i])
 
 
+MIN_EXCEEDANCES = 10  # below this many held-out scores above the threshold, the tail is fitted
+TAIL_FRACTION = 0.2  # the fit uses the top 20% of the held-out scores (at least 8)
+BOOTSTRAP = 200
+
+
+def _gpd_quantile(u: float, xi: float, sigma: float, zeta: float, rate: float) -> float:
+    """The score exceeded with probability `rate` when a fraction `zeta` exceeds `u` with GPD(xi, sigma) excesses."""
+    if abs(xi) < 1e-6:
+        return u + sigma * float(np.log(zeta / rate))
+    return u + sigma / xi * ((zeta / rate) ** xi - 1.0)
+
+
+def _gpd_exceedance(u: float, xi: float, sigma: float, zeta: float, t: float) -> float:
+    """P(score > t) under the same tail model (t >= u)."""
+    z = max(t - u, 0.0) / sigma
+    if abs(xi) < 1e-6:
+        return zeta * float(np.exp(-z))
+    base = 1.0 + xi * z
+    return 0.0 if base <= 0 else zeta * float(base ** (-1.0 / xi))
+
+
+def _fit_tail(scores: np.ndarray) -> tuple[float, float, float, float]:
+    """(u, xi, sigma, zeta): peaks over the (1 - TAIL_FRACTION) quantile, generalised Pareto by maximum likelihood."""
+    from scipy.stats import genpareto
+
+    ordered = np.sort(scores)
+    k = max(8, int(np.ceil(TAIL_FRACTION * ordered.size)))
+    u = float(ordered[-k - 1]) if k < ordered.size else float(ordered[0])
+    excess = ordered[ordered > u] - u
+    zeta = excess.size / ordered.size
+    if excess.size < 3 or float(excess.max()) <= 0:
+        return u, 0.0, max(float(excess.mean()) if excess.size else 0.0, 1e-12), zeta
+    xi, _, sigma = genpareto.fit(excess, floc=0.0)
+    xi = float(np.clip(xi, -0.5, 0.5))  # keep the extrapolation sane on few points
+    return u, xi, max(float(sigma), 1e-12), zeta
+
+
+def fpr_threshold(scores: np.ndarray, rate: float, seed: int = 0) -> tuple[float, dict[str, Any]]:
+    """(threshold, tail record) for an expected false-alarm rate `rate` on unseen normal scores."""
+    finite = np.asarray(scores, dtype=np.float64)
+    n = finite.size
+    ordered = np.sort(finite)
+    if rate * n >= MIN_EXCEEDANCES or n < 12:
+        allowed = int(np.floor(rate * n))  # flag score > t: at most R * n held-out scores above it
+        threshold = float(ordered[::-1][min(allowed, n - 1)])
+        method = "empirical"
+        fit = None
+    else:
+        fit = _fit_tail(finite)
+        threshold = max(_gpd_quantile(*fit, rate), float(ordered[-1]) if rate * n < 1 else float("-inf"))
+        method = "generalised Pareto tail"
+    # how sure is that rate: refit on bootstrap resamples of the held-out scores and read each one's rate at t
+    rng = np.random.default_rng(seed)
+    rates = []
+    for _ in range(BOOTSTRAP):
+        sample = rng.choice(finite, size=n, replace=True)
+        if fit is None:
+            rates.append(float((sample > threshold).mean()))
+        else:
+            rates.append(_gpd_exceedance(*_fit_tail(sample), threshold))
+    lo, hi = (float(v) for v in np.quantile(rates, [0.05, 0.95]))
+    record: dict[str, Any] = {
+        "method": method,
+        "n": int(n),
+        "expected_far": float(rate),
+        "far_interval_90": [lo, hi],
+    }
+    if fit is not None:
+        record.update(u=fit[0], xi=fit[1], sigma=fit[2], tail_fraction=fit[3])
+    return threshold, record
+
+
 def calibrate(
     spec: str, normal_scores: np.ndarray, anomalous_scores: Optional[np.ndarray] = None
 ) -> Threshold:
@@ -114,10 +189,7 @@ def calibrate(
     elif name == "sigma":
         threshold = stats["mean"] + value * stats["std"]
     elif name == "fpr":
-        # flag score > threshold: the ceil(R * n)-th largest score may be exceeded by at most R * n samples
-        ordered = np.sort(finite)[::-1]
-        allowed = int(np.floor(value * ordered.size))
-        threshold = float(ordered[min(allowed, ordered.size - 1)])
+        threshold, stats["tail"] = fpr_threshold(finite, float(value))
     else:
         check_labels(spec, 0 if anomalous_scores is None else len(anomalous_scores))
         assert anomalous_scores is not None

@@ -117,6 +117,16 @@ def print_report(result: dict[str, Any], report_dir: Optional[Path]) -> None:
         table.add_row(key, _fmt(result.get(key)))
     c = result["confusion"]
     table.add_row("confusion", f"tp {c['tp']}  fp {c['fp']}  fn {c['fn']}  tn {c['tn']}")
+    for far, recall in (result.get("recall_at_far") or {}).items():
+        table.add_row(f"recall at FAR {float(far):.0%}", _fmt(recall))
+    cal = result.get("calibration")
+    if cal:
+        lo, hi = cal["far_interval_90"]
+        table.add_row(
+            "calibrated FAR",
+            f"{cal['far_on_these_normals']:.3%} here; expected {cal['expected_far']:.2%} "
+            f"(90%: {lo:.2%}..{hi:.2%}) — {'inside' if cal['inside_interval'] else 'OUTSIDE'}",
+        )
     console.print(table)
     if result.get("per_class"):
         pc = Table(title="per class")

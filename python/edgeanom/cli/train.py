@@ -142,7 +142,8 @@ def train(
         Optional[str],
         typer.Option(
             "--threshold",
-            help="percentile:Q, contamination:P, sigma:K, fpr:R or f1 (labelled validation data). Default percentile:99.",
+            help="percentile:Q, contamination:P, sigma:K, fpr:R (tail-fitted) or f1 (labelled validation data). "
+            "Default fpr:0.01 for images, percentile:99 for sensors and tables.",
         ),
     ] = None,
     image_size: Annotated[

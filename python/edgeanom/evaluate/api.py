@@ -243,6 +243,16 @@ def build_report(
         "threshold_method": bundle.threshold.method if evalset.threshold is None else "adaptive",
     }
     report["data"] = evalset.info
+    tail = bundle.threshold.stats.get("tail") if evalset.threshold is None else None
+    if tail and report["far"] is not None:
+        lo, hi = tail["far_interval_90"]
+        report["calibration"] = {
+            "expected_far": tail["expected_far"],
+            "far_interval_90": [lo, hi],
+            "far_on_these_normals": report["far"],
+            "inside_interval": bool(lo <= report["far"] <= hi),
+            "method": tail["method"],
+        }
     if report_dir is not None:
         out = Path(report_dir)
         out.mkdir(parents=True, exist_ok=True)

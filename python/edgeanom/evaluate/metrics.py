@@ -86,10 +86,18 @@ def detection_metrics(
             for k in sorted({*(k for k in PRECISION_AT if k <= y.size), n_anom} - {0})
         },
         "scores": {"normal": _stats(s[y == 0]), "anomalous": _stats(s[y == 1])},
+        # the recall a threshold set on these normal samples would reach at 1% / 5% false alarms
+        "recall_at_far": {f"{f:g}": recall_at_far(s, y, f) for f in (0.01, 0.05)} if both else None,
     }
     if classes is not None and any(c is not None for c in classes):
         report["per_class"] = per_class(s, y, pred, classes)
     return report
+
+
+def recall_at_far(s: np.ndarray, y: np.ndarray, far: float) -> float:
+    """Recall with the threshold at the (1 - far) quantile of the normal samples' scores (score > t flags)."""
+    t = float(np.quantile(s[y == 0], 1.0 - far))
+    return float((s[y == 1] > t).mean())
 
 
 def per_class(

@@ -26,7 +26,7 @@ from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle, new_bundle, onnx_s
 from edgeanom.calibration import calibrate, check_labels, parse_method
 from edgeanom.errors import EdgeanomError
 from edgeanom.models import default_model, get_model, model_kinds
-from edgeanom.train.config import TrainOptions, build_options, resolve_threads
+from edgeanom.train.config import DEFAULT_THRESHOLD, TrainOptions, build_options, resolve_threads
 from edgeanom.train.prepare import (
     Prepared,
     frame_pack_spacing,
@@ -74,6 +74,8 @@ def train_bundle(
         raise EdgeanomError(
             f"model {model_type!r} takes {' or '.join(model_kinds(model_type))} input, the data are {kind}s"
         )
+    if opts.threshold is None:
+        opts.threshold = DEFAULT_THRESHOLD[kind]
     parse_method(opts.threshold)
     prepared = _prepare(kind, opts, model_type, data, frames, table, series, labels)
     if opts.val_data is not None:

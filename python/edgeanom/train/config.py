@@ -10,6 +10,10 @@ from typing import Any, Optional
 from edgeanom.errors import EdgeanomError
 from edgeanom.threads import resolve_threads  # noqa: F401 (re-exported)
 
+# Images: an expected 1% false-alarm rate, extrapolated from the held-out scores' tail (tens of images would
+# otherwise put the threshold at their maximum). Sensors and tables: the 99th percentile of many windows/rows.
+DEFAULT_THRESHOLD = {"image": "fpr:0.01", "window": "percentile:99", "vector": "percentile:99"}
+
 
 @dataclass
 class TrainOptions:
@@ -28,7 +32,7 @@ class TrainOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: Optional[int] = None  # torch/ORT CPU threads (default: min(2, cores))
     val_fraction: float = 0.2
-    threshold: str = "percentile:99"
+    threshold: Optional[str] = None  # None: fpr:0.01 for images, percentile:99 otherwise (DEFAULT_THRESHOLD)
     # images
     image_size: Optional[Any] = None  # int or [H, W]; default 128
     color: str = "auto"  # auto | gray | rgb
