@@ -57,11 +57,12 @@ class JsonlSink:
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = path.open("w", encoding="utf-8")
+                self._fh = path.open("wb")  # bytes: the offset after each whole line is exact
             except OSError as exc:
                 raise EdgeanomError(f"cannot write events to '{path}': {exc.strerror}") from None
             self._own = True
         self.lines = 0
+        self._whole = 0  # file offset after the last whole line (own files)
 
     def _emit(self, records: list[dict[str, Any]]) -> None:
         if self._fh is None or not records:
@@ -70,8 +71,10 @@ class JsonlSink:
             json.dumps(to_jsonable(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records
         )
         try:
-            self._fh.write(text)
+            self._fh.write(text.encode("utf-8") if self._own else text)  # type: ignore[arg-type]
             self._fh.flush()
+            if self._own:
+                self._whole += len(text.encode("utf-8"))
         except BrokenPipeError:
             # The reader went away (`| head`): stop writing; point stdout at devnull so the interpreter's
             # final flush does not complain. The pipeline treats this as a normal stop.
@@ -79,6 +82,18 @@ class JsonlSink:
                 with contextlib.suppress(OSError, ValueError):
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             self._fh = None
+            raise
+        except OSError as exc:  # a full disk, a failing card: keep what was written whole, then say so
+            if self._own:
+                fh, self._fh = self._fh, None
+                with contextlib.suppress(OSError, ValueError):
+                    fh.truncate(self._whole)  # drop a half-written line
+                with contextlib.suppress(OSError, ValueError):
+                    fh.close()
+                raise EdgeanomError(
+                    f"events: writing {self.path} failed after {self.lines} lines ({exc.strerror or exc}); "
+                    "the file holds those lines whole"
+                ) from None
             raise
         self.lines += len(records)
 
