@@ -55,3 +55,20 @@ def test_a_bundle_whose_shape_disagrees_with_its_graph_is_one_line(tmp_path: Pat
         assert (
             "the graph takes samples of shape [4, 1], the bundle's input.shape says [6, 1]" in result.output
         )
+
+
+def test_output_folders_with_a_file_in_the_way_fail_before_the_work(tmp_path: Path) -> None:
+    from edgeanom.errors import EdgeanomError
+    from edgeanom.evaluate.api import evaluate_bundle
+    from edgeanom.export.pipeline import ExportOptions, export_bundle
+
+    bundle = window_bundle(tmp_path / "b", ["a"], 4, 1.0)
+    csv = tmp_path / "s.csv"
+    csv.write_text("a,label\n" + "\n".join(f"{i % 3},{int(i == 10)}" for i in range(30)) + "\n")
+    blocker = tmp_path / "taken"
+    blocker.write_text("x")
+    with pytest.raises(EdgeanomError, match=r"--report .*taken: a file is in the way"):
+        evaluate_bundle(bundle.path, csv, report_dir=blocker, adaptive=False)
+    with pytest.raises(EdgeanomError, match=r"--triton .*taken: a file is in the way"):
+        export_bundle(bundle.path, ExportOptions(triton_dir=blocker))
+    assert blocker.read_text() == "x"

@@ -44,3 +44,15 @@ def atomic_write_bytes(path: Path, data: bytes, mode: Optional[int] = None) -> N
 
 def atomic_write_text(path: Path, text: str, mode: Optional[int] = None) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), mode)
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """Before long work: `path` can become a directory we write in (one-line EdgeanomError otherwise)."""
+    from edgeanom.errors import EdgeanomError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EdgeanomError(f"{option} {path}: a file is in the way (a directory is written there)")
+    parent = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgeanomError(f"{option} {path}: cannot write in {parent}")

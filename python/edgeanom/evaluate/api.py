@@ -20,7 +20,7 @@ import numpy as np
 from edgeanom import data as loaders
 from edgeanom.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
 from edgeanom.errors import EdgeanomError
-from edgeanom.fileio import atomic_write_text
+from edgeanom.fileio import atomic_write_text, check_output_dir
 
 IMAGE_CHUNK = 64
 
@@ -65,6 +65,9 @@ def evaluate_bundle(
 
     bundle = load_bundle(bundle_dir)
     from edgeanom.threads import resolve_threads
+
+    if report_dir is not None:
+        check_output_dir(Path(report_dir), "--report")  # before scoring, not after
 
     loaders.single_source(data=data, frames=frames, table=table, series=series)
     n_threads = resolve_threads(threads)

@@ -30,6 +30,7 @@ from edgeanom.errors import EdgeanomError
 from edgeanom.export.parity import FP32_REL_TOL, ParityRow, fp16_cost, onnx_session, row, run_onnx
 from edgeanom.export.samples import Samples, load_samples, parity_inputs
 from edgeanom.export.trtexec import TrtexecCommand, trtexec_commands
+from edgeanom.fileio import check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ def export_bundle(bundle_dir: Any, options: Optional[ExportOptions] = None) -> E
     """Export the bundle at `bundle_dir` as `options` say; returns what was written and the parity numbers."""
     opts = options or ExportOptions()
     _check_options(opts)
+    if opts.triton_dir is not None:
+        check_output_dir(Path(opts.triton_dir), "--triton")  # before the export work, not after it
     bundle = load_bundle(bundle_dir, need_onnx=False)
     result = ExportResult(bundle)
     data = load_samples(bundle, opts.data, opts.labels) if opts.data is not None else None

@@ -25,6 +25,7 @@ from edgeanom.adaptive import section as adaptive_section
 from edgeanom.bundle import BUNDLE_FILE, Bundle, load_bundle, new_bundle, onnx_section
 from edgeanom.calibration import calibrate, check_labels, parse_method
 from edgeanom.errors import EdgeanomError
+from edgeanom.fileio import check_output_dir
 from edgeanom.models import default_model, get_model, model_kinds
 from edgeanom.train.config import DEFAULT_THRESHOLD, TrainOptions, build_options, resolve_threads
 from edgeanom.train.prepare import (
@@ -63,7 +64,7 @@ def train_bundle(
     recorded as preprocess.image.pack) and makes `frame-pred` the default model; `frames=` is one sequence.
     """
     opts = build_options(config, model=model, out=None if out is None else str(out), **options)
-    _check_out(Path(opts.out))  # before any work: a wrong --out must not cost a training run
+    check_output_dir(Path(opts.out), "--out")  # before any work: a wrong --out must not cost a training run
     loaders.single_source(data=data, frames=frames, table=table, series=series)
     kind = _input_kind(opts, data, frames, table, series)
     packing = frame_pack_spacing(opts) > 0
@@ -82,14 +83,6 @@ def train_bundle(
         _add_validation_data(prepared, opts)
     check_labels(opts.threshold, 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x))
     return _train_and_write(prepared, opts, model_type)
-
-
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise EdgeanomError(f"--out {out}: a file is in the way (the bundle is a directory)")
-    parent = out if out.exists() else next(p for p in out.absolute().parents if p.exists())
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise EdgeanomError(f"--out {out}: cannot write in {parent}")
 
 
 def _input_kind(opts: TrainOptions, data: Any, frames: Any, table: Any, series: Any) -> str:
