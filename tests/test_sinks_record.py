@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -88,3 +90,46 @@ def test_bad_paths_are_reported(tmp_path):
     (tmp_path / "clip.mp4").mkdir()
     with pytest.raises(EdgeanomError, match=r"clip\.mp4: is a directory"):
         VideoRecorder(tmp_path / "clip.mp4", fps=10)
+
+
+def test_segments_play_after_a_hard_kill(tmp_path):
+    """The process dies without closing anything (os._exit, like kill -9 or a power cut): every finished
+    segment plays; only the one being written is lost."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "rec.mp4"
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from _sinks_common import make_result
+        from edgeanom.runtime.sinks.record import VideoRecorder
+        rec = VideoRecorder({str(out)!r}, fps=10, segment_s=1.0)
+        for i in range(35):
+            rec.write(make_result(i))
+        os._exit(0)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    finished = [out, tmp_path / "rec.0001.mp4", tmp_path / "rec.0002.mp4"]
+    assert [len(_decode(p)) for p in finished] == [10, 10, 10]
+    assert (tmp_path / "rec.0003.mp4").exists()  # the segment in progress, not finished
+
+
+def test_one_file_when_segments_are_off_and_the_list_of_segments(tmp_path):
+    rec = VideoRecorder(tmp_path / "one.mp4", fps=10, segment_s=0)
+    for i in range(25):
+        rec.write(make_result(i))
+    rec.close()
+    assert rec.segments == {0: [tmp_path / "one.mp4"]} and len(_decode(tmp_path / "one.mp4")) == 25
+    rec = VideoRecorder(tmp_path / "cut.mp4", fps=10, segment_s=1.0)
+    for i in range(25):
+        rec.write(make_result(i))
+    rec.close()
+    assert [p.name for p in rec.segments[0]] == ["cut.mp4", "cut.0001.mp4", "cut.0002.mp4"]
+    assert [len(_decode(p)) for p in rec.segments[0]] == [10, 10, 5]
+    with pytest.raises(EdgeanomError, match="--record-segment must be >= 0 seconds"):
+        VideoRecorder(tmp_path / "x.mp4", fps=10, segment_s=-1)

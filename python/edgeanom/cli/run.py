@@ -101,6 +101,13 @@ def run(
     record: Annotated[
         Optional[Path], typer.Option("--record", help="Write the annotated video (.mp4).")
     ] = None,
+    record_segment: Annotated[
+        float,
+        typer.Option(
+            "--record-segment",
+            help="Seconds of video per --record file; a hard kill loses at most one (0: one file).",
+        ),
+    ] = 10.0,
     save_anomalies: Annotated[
         Optional[Path], typer.Option("--save-anomalies", help="Save anomalous frames + heatmaps + JSON here.")
     ] = None,
@@ -162,6 +169,7 @@ def run(
         events_only=events_only,
         mqtt=mqtt,
         record=record,
+        record_segment=record_segment,
         save_anomalies=save_anomalies,
         serve=serve,
         serve_token=serve_token,

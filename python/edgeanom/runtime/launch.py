@@ -42,6 +42,9 @@ class RunOptions:
     events_only: bool = False
     mqtt: Optional[str] = None
     record: Optional[Path] = None
+    record_segment: float = (
+        10.0  # seconds of video per recording file (0: one file, playable only after a clean stop)
+    )
     save_anomalies: Optional[Path] = None
     serve: Optional[str] = None
     serve_token: Optional[str] = None  # off loopback: the token every web-view route needs (None: generated)

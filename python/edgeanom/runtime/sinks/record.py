@@ -1,4 +1,9 @@
-"""`--record OUT.mp4`: the annotated stream as a video file that plays after Ctrl-C or SIGTERM.
+"""`--record OUT.mp4`: the annotated stream as video files that play after Ctrl-C, SIGTERM, kill -9 or a power cut.
+
+An MP4 is playable only once its index is written at the end, so a long recording is cut into segments of
+`segment_s` seconds (of video, default 10): each finished segment is a complete file, and a hard kill loses at
+most the segment being written. Stream 0's first segment is ``OUT.mp4``, the next ``OUT.0001.mp4``, ...; with
+``segment_s`` 0 everything goes to one file (playable only after a clean stop).
 
 Codec: MPEG-4 Part 2 (``mp4v``) in ``.mp4`` — every OpenCV build with FFmpeg writes it and every player reads
 it. If the build cannot, ``avc1`` (H.264) is tried, and as a last resort Motion-JPEG in an ``.avi`` next to
@@ -35,9 +40,15 @@ class VideoRecorder:
         path: Path,
         fps: float,
         annotator: Callable[[SampleResult], Optional[np.ndarray]] = annotate,
+        segment_s: float = 10.0,
     ) -> None:
         self.path = Path(path)
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
+        if not (np.isfinite(segment_s) and segment_s >= 0):
+            raise EdgeanomError(f"--record-segment must be >= 0 seconds, got {segment_s}")
+        # frames per segment (0: one file); a segment is closed, i.e. playable, once it holds this many
+        self.segment_frames = max(1, round(segment_s * self.fps)) if segment_s > 0 else 0
+        self.segments: dict[int, list[Path]] = {}  # stream -> every file written, in order
         self.annotator = annotator
         self.codec: Optional[str] = None  # fourcc actually used, once the first frame is written
         self.paths: dict[int, Path] = {}  # stream -> file written
@@ -61,11 +72,17 @@ class VideoRecorder:
         with self._lock:
             if self._closed:
                 return
-            writer, size = self._writers.get(result.stream) or self._open(result.stream, image)
+            written = self.frames_written.get(result.stream, 0)
+            if self.segment_frames and written and written % self.segment_frames == 0:
+                old, size = self._writers.pop(result.stream)
+                old.release()  # the finished segment is now a complete, playable file
+                writer, _ = self._open(result.stream, image, size=size)
+            else:
+                writer, size = self._writers.get(result.stream) or self._open(result.stream, image)
             if (image.shape[1], image.shape[0]) != size:
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             writer.write(np.ascontiguousarray(image))
-            self.frames_written[result.stream] = self.frames_written.get(result.stream, 0) + 1
+            self.frames_written[result.stream] = written + 1
 
     def write_event(self, event: dict[str, Any]) -> None:
         del event  # gaps and reconnects show up as jumps in the caption's frame index
@@ -80,21 +97,22 @@ class VideoRecorder:
                 writer.release()
             self._writers.clear()
 
-    def _stream_path(self, stream: int, suffix: Optional[str]) -> Path:
-        base = (
-            self.path
-            if stream == 0
-            else self.path.with_name(f"{self.path.stem}.stream{stream}{self.path.suffix}")
-        )
+    def _stream_path(self, stream: int, suffix: Optional[str], segment: int = 0) -> Path:
+        stem = self.path.stem if stream == 0 else f"{self.path.stem}.stream{stream}"
+        stem += f".{segment:04d}" if segment else ""
+        base = self.path.with_name(f"{stem}{self.path.suffix}")
         return base.with_suffix(suffix) if suffix else base
 
-    def _open(self, stream: int, image: np.ndarray) -> tuple[cv2.VideoWriter, tuple[int, int]]:
-        size = (int(image.shape[1]), int(image.shape[0]))
+    def _open(
+        self, stream: int, image: np.ndarray, size: Optional[tuple[int, int]] = None
+    ) -> tuple[cv2.VideoWriter, tuple[int, int]]:
+        size = size or (int(image.shape[1]), int(image.shape[0]))
+        segment = len(self.segments.get(stream, []))
         codecs = CODECS if self.path.suffix.lower() != ".avi" else (("MJPG", None),)
         if self.codec is not None:  # every stream uses the codec the first one got
             codecs = tuple(c for c in codecs if c[0] == self.codec) + codecs
         for fourcc, suffix in codecs:
-            target = self._stream_path(stream, suffix)
+            target = self._stream_path(stream, suffix, segment)
             writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
             if writer.isOpened():
                 if self.codec is None and fourcc != CODECS[0][0]:
@@ -102,7 +120,8 @@ class VideoRecorder:
                         "recording with %s to %s (mp4v is not available in this OpenCV)", fourcc, target
                     )
                 self.codec = fourcc
-                self.paths[stream] = target
+                self.paths.setdefault(stream, target)  # the first file of the stream
+                self.segments.setdefault(stream, []).append(target)
                 self._writers[stream] = (writer, size)
                 return writer, size
             writer.release()
