@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from edgeanom.cli.main import app
 from edgeanom.demo import write_video
 from edgeanom.runtime.alarms import AlarmSettings
+from edgeanom.runtime.launch import RunOptions, run_stream
 from edgeanom.runtime.pipeline import Pipeline, PipelineConfig
 from edgeanom.runtime.sources import VideoFileSource
 from edgeanom.runtime.testing import ScriptedCamera, image_bundle
@@ -382,3 +383,22 @@ def test_stop_from_another_thread_flushes_and_closes(scene: dict[str, Path]) -> 
     assert summary.stopped_by == "signal"
     assert sink.closed == 1 and sink.events[-1]["type"] == "summary"
     assert len(sink.results) == summary.stats["frames"] > 0
+
+
+def test_loop_plays_a_video_again_with_frame_numbers_counting_on(scene: dict[str, Path]) -> None:
+    events = scene["root"] / "loop.jsonl"
+    opts = RunOptions(
+        model=scene["bundle"],
+        videos=[scene["video"]],
+        events=events,
+        status_interval=0,
+        install_signal_handlers=False,
+        loop=True,
+        max_frames=2 * FRAMES + 5,
+    )
+    run_stream(opts)
+    samples = [r for r in _read_jsonl(events) if r["kind"] == "sample"]
+    assert [r["index"] for r in samples] == list(range(2 * FRAMES + 5))
+    starts = [r["start_index"] for r in _read_jsonl(events) if r["kind"] == "event" and r["type"] == "end"]
+    assert starts[: len(ANOMALIES)] == [a for a, _ in ANOMALIES]  # the second pass alarms again, later
+    assert any(s >= FRAMES for s in starts)

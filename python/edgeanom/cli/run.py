@@ -137,6 +137,9 @@ def run(
     realtime: Annotated[
         bool, typer.Option("--realtime", help="Play video files at their frame rate, like a camera.")
     ] = False,
+    loop: Annotated[
+        bool, typer.Option("--loop", help="Video files start again at their end (demos, soak tests).")
+    ] = False,
     rate: Annotated[
         Optional[float], typer.Option("--rate", help="Replay sensor CSV files at this many rows per second.")
     ] = None,
@@ -176,6 +179,7 @@ def run(
         serve_no_auth=serve_no_auth,
         show=show,
         realtime=realtime,
+        loop=loop,
         rate=rate,
         max_frames=max_frames,
         duration=duration,

@@ -51,6 +51,7 @@ class RunOptions:
     serve_no_auth: bool = False  # off loopback: serve without a token (explicitly unsafe)
     show: bool = False
     realtime: bool = False
+    loop: bool = False  # video files start again at their end
     rate: Optional[float] = None
     max_frames: Optional[int] = None
     duration: Optional[float] = None
@@ -85,7 +86,13 @@ def run_stream(
     opts.alarms.validate()
     bundle = load_bundle(opts.model)
     sources = make_sources(
-        opts.cameras, opts.videos, opts.images, opts.sensors, realtime=opts.realtime, rate_hz=opts.rate
+        opts.cameras,
+        opts.videos,
+        opts.images,
+        opts.sensors,
+        realtime=opts.realtime,
+        rate_hz=opts.rate,
+        loop=opts.loop,
     )
     wants_frames = bool(opts.record or opts.save_anomalies or opts.serve or opts.show)
     streams = len(sources)

@@ -48,13 +48,14 @@ def make_sources(
     *,
     realtime: bool = False,
     rate_hz: Optional[float] = None,
+    loop: bool = False,
 ) -> list[Source]:
     """One source per flag, in the order cameras, videos, image folders, sensors (the stream ids)."""
     if sum(1 for s in sensors if s == "-") > 1:
         raise EdgeanomError("--sensor - (stdin) can be given only once")
     sources: list[Source] = []
     for flag, specs in (("camera", cameras), ("video", videos), ("images", images), ("sensor", sensors)):
-        sources += [INPUTS[flag].open(spec, realtime=realtime, rate_hz=rate_hz) for spec in specs]
+        sources += [INPUTS[flag].open(spec, realtime=realtime, rate_hz=rate_hz, loop=loop) for spec in specs]
     names = [s.name for s in sources]
     for i, name in enumerate(names):
         if name in names[:i]:

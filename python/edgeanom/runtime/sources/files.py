@@ -21,8 +21,9 @@ class VideoFileSource:
     drop_stale = False
     reconnect = False
 
-    def __init__(self, path: str | Path, realtime: bool = False) -> None:
+    def __init__(self, path: str | Path, realtime: bool = False, loop: bool = False) -> None:
         self.path = Path(path)
+        self.loop = bool(loop)  # start again at the end, like a camera that never stops (demos, soak tests)
         self.name = f"video:{self.path.name}"
         self.drop_stale = bool(realtime)
         self.fps: Optional[float] = None
@@ -59,6 +60,11 @@ class VideoFileSource:
         self._bad_run += 1
         if pos < self.frame_count - 1 and self._bad_run < MAX_CONSECUTIVE_BAD:
             raise CorruptInput(f"{self.path.name} frame {pos}: decode failed")
+        if self.loop and self._bad_run == 1:
+            # frame numbers keep counting up across the loops; only a file that yields nothing ends it
+            self.close()
+            self.open()
+            return self.read()
         return None
 
     def close(self) -> None:

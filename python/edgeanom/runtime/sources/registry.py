@@ -82,7 +82,7 @@ INPUTS: dict[str, SourceKind] = {
         ),
         SourceKind(
             "video",
-            lambda spec, realtime=False, **_: VideoFileSource(spec, realtime=realtime),
+            lambda spec, realtime=False, loop=False, **_: VideoFileSource(spec, realtime=realtime, loop=loop),
             ("cv2",),
             "a video file",
         ),
