@@ -99,3 +99,9 @@ def test_eval_reports_recall_at_far_and_whether_the_calibrated_rate_held(tmp_pat
     assert recall_at_far(s, y, 0.05) == float((s[100:] > np.quantile(s[:100], 0.95)).mean())
     report = detection_metrics(s, y, 90.0)
     assert set(report["recall_at_far"]) == {"0.01", "0.05"}
+    from edgeanom.evaluate.api import calibration_check
+
+    tail = {"expected_far": 0.01, "far_interval_90": [1e-8, 0.024], "method": "generalised Pareto tail"}
+    assert calibration_check(tail, 0, 302)["held"]  # none of 302 is consistent with 1e-8 .. 2.4%
+    assert not calibration_check(tail, 30, 302)["held"]  # 10% is not
+    assert calibration_check(tail, 3, 302)["seen_interval_90"][0] > 0

@@ -124,8 +124,8 @@ def print_report(result: dict[str, Any], report_dir: Optional[Path]) -> None:
         lo, hi = cal["far_interval_90"]
         table.add_row(
             "calibrated FAR",
-            f"{cal['far_on_these_normals']:.3%} here; expected {cal['expected_far']:.2%} "
-            f"(90%: {lo:.2%}..{hi:.2%}) — {'inside' if cal['inside_interval'] else 'OUTSIDE'}",
+            f"{cal['far_on_these_normals']:.2%} here; expected {cal['expected_far']:.2%} "
+            f"(90%: {lo:.2%}..{hi:.2%}) — {'held' if cal['held'] else 'NOT HELD'}",
         )
     console.print(table)
     if result.get("per_class"):
