@@ -28,6 +28,14 @@ def evaluate(
         ),
     ],
     model: BundleOption = DEFAULT_BUNDLE,
+    masks: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--masks",
+            help="Ground-truth masks <class>/<name>_mask.png for pixel AUROC and PRO (default: MVTec's "
+            "ground_truth/ beside the test folder, when there is one).",
+        ),
+    ] = None,
     labels: Annotated[
         Optional[Path],
         typer.Option(
@@ -79,6 +87,7 @@ def evaluate(
         batch_size=_batch(batch, legacy_batch_size),
         threads=threads,
         adaptive=adaptive,
+        masks=masks,
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -119,6 +128,10 @@ def print_report(result: dict[str, Any], report_dir: Optional[Path]) -> None:
     table.add_row("confusion", f"tp {c['tp']}  fp {c['fp']}  fn {c['fn']}  tn {c['tn']}")
     for far, recall in (result.get("recall_at_far") or {}).items():
         table.add_row(f"recall at FAR {float(far):.0%}", _fmt(recall))
+    loc = result.get("localisation")
+    if loc:
+        table.add_row("pixel AUROC", _fmt(loc["pixel_auroc"]))
+        table.add_row("PRO (FPR <= 0.3)", _fmt(loc["pro_0.3"]))
     cal = result.get("calibration")
     if cal:
         lo, hi = cal["far_interval_90"]

@@ -35,6 +35,9 @@ class EvalSet:
     names: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     threshold: Optional[float] = None  # what `scores` are compared with (None: the bundle's threshold)
+    maps: Optional[np.ndarray] = None  # anomaly maps [N, H, W] when ground-truth masks were found
+    masks: Optional[np.ndarray] = None  # their masks [N, H, W] (bool)
+    image_root: Optional[Path] = None  # where the evaluated images are (for overlays)
 
 
 def evaluate_bundle(
@@ -52,6 +55,7 @@ def evaluate_bundle(
     threads: Optional[int] = None,
     plots: bool = True,
     adaptive: Optional[bool] = None,
+    masks: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a bundle on labelled data; returns the report (also written to `report_dir`/report.json).
 
@@ -59,7 +63,9 @@ def evaluate_bundle(
     ranges, a name,label CSV, or one 0/1 per sample), a label column of a table/sensor CSV, or an array.
     A window is labelled anomalous when any of its time steps is. Sensor and table bundles with an adaptive
     stage (`adaptive`: None = the bundle's setting) are judged by it as `run` does: causally, each file a
-    fresh stream, so the report's scores are surprises and its threshold the stage's.
+    fresh stream, so the report's scores are surprises and its threshold the stage's. Image sets with
+    ground-truth masks (`masks`, or MVTec's `ground_truth/` beside the test folder) also get pixel AUROC and
+    PRO of the anomaly maps, and overlays of the worst misses and false alarms in `report_dir`.
     """
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
 
@@ -76,7 +82,7 @@ def evaluate_bundle(
     ) as runner:
         if bundle.input_kind == "image":
             evalset = _score_images(
-                bundle, runner, frames if frames is not None else data, labels, batch_size or 16
+                bundle, runner, frames if frames is not None else data, labels, batch_size or 16, masks
             )
         else:
             source = next(v for v in (data, table, series) if v is not None)
@@ -87,7 +93,10 @@ def evaluate_bundle(
     return build_report(bundle, evalset, report_dir, plots=plots)
 
 
-def _score_images(bundle: Bundle, runner: Any, source: Any, labels: Any, batch_size: int) -> EvalSet:
+def _score_images(
+    bundle: Bundle, runner: Any, source: Any, labels: Any, batch_size: int, masks: Any = None
+) -> EvalSet:
+    from edgeanom.evaluate.localisation import find_mask_dir, load_mask
     from edgeanom.inference import score_arrays
     from edgeanom.preprocess import Preprocessor
     from edgeanom.scorer import Scorer
@@ -107,6 +116,13 @@ def _score_images(bundle: Bundle, runner: Any, source: Any, labels: Any, batch_s
         records = loaders.memory_frames(list(source), labels)
         skipped = None
     pre, scorer = Preprocessor(bundle), Scorer(bundle)
+    mask_dir: Optional[Path] = None
+    if isinstance(source, (str, os.PathLike)) and bundle.score.get("map"):
+        mask_dir = Path(masks) if masks is not None else find_mask_dir(source)
+        if mask_dir is not None and not mask_dir.is_dir():
+            raise EdgeanomError(f"--masks {mask_dir}: not a directory")
+    kept_maps: list[np.ndarray] = []
+    kept_masks: list[np.ndarray] = []
     if pre.pack is not None:  # video models: each video / frame folder packed causally, as `run` does
         records = loaders.packed_records(records, int(pre.pack["spacing"]))
     scores: list[np.ndarray] = []
@@ -116,9 +132,19 @@ def _score_images(bundle: Bundle, runner: Any, source: Any, labels: Any, batch_s
 
     def flush(batch: list[loaders.FrameRecord]) -> None:
         result = score_arrays(
-            bundle, runner, [r.frame for r in batch], batch_size, preprocessor=pre, scorer=scorer
+            bundle,
+            runner,
+            [r.frame for r in batch],
+            batch_size,
+            preprocessor=pre,
+            scorer=scorer,
+            keep_maps=mask_dir is not None,
         )
         scores.append(result.scores)
+        if mask_dir is not None and result.maps is not None:
+            kept_maps.append(result.maps)
+            size = result.maps.shape[1:]
+            kept_masks.extend(load_mask(mask_dir, r.name, size) for r in batch)
         for r in batch:
             y.append(int(r.label or 0))
             classes.append(r.cls)
@@ -145,6 +171,9 @@ def _score_images(bundle: Bundle, runner: Any, source: Any, labels: Any, batch_s
             "n_skipped": len(bad),
             "skipped": bad[:20],
         },
+        maps=np.concatenate(kept_maps) if kept_maps else None,
+        masks=np.stack(kept_masks) if kept_masks else None,
+        image_root=Path(source) if isinstance(source, (str, os.PathLike)) else None,
     )
 
 
@@ -265,6 +294,17 @@ def build_report(
         "threshold_method": bundle.threshold.method if evalset.threshold is None else "adaptive",
     }
     report["data"] = evalset.info
+    if evalset.maps is not None and evalset.masks is not None:
+        from edgeanom.evaluate.localisation import pixel_auroc, pro_score
+
+        report["localisation"] = {
+            "pixel_auroc": pixel_auroc(evalset.maps, evalset.masks),
+            "pro_0.3": pro_score(evalset.maps, evalset.masks),
+            "n_images_with_defect_pixels": int(
+                evalset.masks.reshape(len(evalset.masks), -1).any(axis=1).sum()
+            ),
+            "map_size": list(evalset.maps.shape[1:]),
+        }
     tail = bundle.threshold.stats.get("tail") if evalset.threshold is None else None
     if tail and report["far"] is not None:
         report["calibration"] = calibration_check(tail, report["confusion"]["fp"], report["n_normal"])
@@ -290,6 +330,17 @@ def build_report(
                 figs.roc_curve_plot(s, evalset.labels, report["auroc"], out / "roc.png")
                 figs.pr_curve_plot(s, evalset.labels, report["aupr"], out / "pr.png")
                 files.update(roc="roc.png", pr="pr.png")
+        if evalset.maps is not None and evalset.image_root is not None:
+            from edgeanom.evaluate.localisation import write_overlays
+
+            files["overlays"] = write_overlays(
+                out / "overlays",
+                evalset.image_root,
+                evalset.names,
+                evalset.scores,
+                evalset.labels,
+                evalset.maps,
+            )
         report["files"] = files
         atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
