@@ -278,6 +278,22 @@ def test_tensorrt_graph_replay_is_timed_as_compute(cuda: FakeCuda, tmp_path: Pat
     runner.close()
 
 
+def test_a_failed_enqueue_during_capture_leaves_no_graph(cuda: FakeCuda, tmp_path: Path) -> None:
+    runner = trt_backend.TensorRTRunner(cached_plan(tmp_path))
+    real = runner.context.execute_async_v3
+    runner.infer(batch(3))  # 1st: plain enqueue
+    runner.context.execute_async_v3 = lambda h: (
+        cuda.capturing is None and real(h)
+    )  # fails only while captured
+    x = batch(3, 1)
+    check_outputs(runner.infer(x), x)  # 2nd: the plain enqueue works; its capture fails and is thrown away
+    assert cuda.graphs_live == 0 and runner._graph is None and runner.use_cuda_graphs is False
+    x = batch(3, 2)
+    check_outputs(runner.infer(x), x)  # later calls enqueue plainly and stay right
+    assert runner.last_timings["compute_ms"] == ENQUEUE_MS
+    runner.close()
+
+
 def test_tensorrt_chunks_sum_their_stage_times(cuda: FakeCuda, tmp_path: Path) -> None:
     runner = trt_backend.TensorRTRunner(cached_plan(tmp_path), cuda_graphs=False)
     x = batch(MAX_BATCH + 2)
@@ -424,3 +440,23 @@ def test_torch_cuda_runner_publishes_event_timings(torch: Any) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert set(runner.last_timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
     assert all(v >= 0 for v in runner.last_timings.values()) and runner.last_timings["compute_ms"] > 0
+
+
+def test_cuda_python_without_a_usable_driver_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeanom.engines import cuda as cuda_mod
+
+    def too_new() -> Any:
+        raise EdgeanomError("CUDA error in cudaGetDeviceCount: cudaErrorInsufficientDriver")
+
+    monkeypatch.setattr(cuda_mod, "_CudaPython", too_new)
+    monkeypatch.setattr(cuda_mod, "_CudaTorch", lambda: "torch-api")
+    assert cuda_mod.cuda_api() == "torch-api"
+
+    def no_gpu() -> Any:
+        raise EdgeanomError("no CUDA device found (torch.cuda.is_available() is False)")
+
+    monkeypatch.setattr(cuda_mod, "_CudaTorch", no_gpu)
+    with pytest.raises(
+        EdgeanomError, match=r"cudaErrorInsufficientDriver.*cuda-python>=12,<13.*torch: no CUDA device"
+    ):
+        cuda_mod.cuda_api()

@@ -181,3 +181,24 @@ def test_jetson_installer_refuses_python_38_and_pins_numpy_below_2(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     pip = (tmp_path / "pip.log").read_text()
     assert "numpy>=1.21,<2" in pip and "--no-deps ." in pip
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_build_engine_on_tensorrt_8_says_the_head_is_not_pinned(bundle: Path, tmp_path: Path) -> None:
+    proc, argv = run_script(bundle, tmp_path, 8601, "--fp16")
+    assert proc.returncode == 0, proc.stderr
+    assert "--fp16" in argv and not any(a.startswith("--layerPrecisions") for a in argv)
+    assert "cannot pin the score head to FP32 (needs TensorRT >= 9)" in proc.stderr
+    note = trtexec_commands(
+        onnx_fp32="model.fused.onnx",
+        onnx_fp16=None,
+        plan="engines/p.plan",
+        input_name="input",
+        profile=Profile.for_batch((3, 64, 64), 4),
+        precision="fp16",
+        workspace_mb=1024,
+        timing_cache="engines/timing.cache",
+        calib_cache=None,
+        fused=True,
+    )
+    assert "TensorRT >= 9" in note[10].note

@@ -15,6 +15,8 @@ from edgeanom.runtime.testing import window_bundle
     ("args", "message"),
     [
         (["--max-frames", "0"], "--max-frames must be >= 1, got 0"),
+        (["--threads", "2147483648"], "--threads must be in [0, 1024] (0: one per core), got 2147483648"),
+        (["--threads", "-3"], "--threads must be in [0, 1024] (0: one per core), got -3"),
         (["--max-frames", "-5"], "--max-frames must be >= 1, got -5"),
         (["--batch", "1000000000"], "--batch must be in [1, 4096], got 1000000000"),
         (["--n", "100000000"], "--n must be <= 1048576, got 100000000"),
@@ -72,3 +74,17 @@ def test_output_folders_with_a_file_in_the_way_fail_before_the_work(tmp_path: Pa
     with pytest.raises(EdgeanomError, match=r"--triton .*taken: a file is in the way"):
         export_bundle(bundle.path, ExportOptions(triton_dir=blocker))
     assert blocker.read_text() == "x"
+
+
+def test_run_defaults_to_the_precision_of_the_bundles_engine(tmp_path: Path) -> None:
+    from edgeanom.runtime.launch import default_precision
+
+    bundle = window_bundle(tmp_path / "b", ["a"], 4, 1.0)
+    assert default_precision(bundle, "tensorrt") == "fp32"  # no engine yet
+    bundle.meta["engines"] = [
+        {"file": "engines/a.plan", "key": {"precision": "fp32"}, "created": "2026-01-01T00:00:00"},
+        {"file": "engines/b.plan", "key": {"precision": "fp16"}, "created": "2026-02-01T00:00:00"},
+    ]
+    assert default_precision(bundle, "tensorrt") == "fp16"  # export --fp16 --engine: run uses that engine
+    assert default_precision(bundle, "onnxruntime") == "fp32"
+    assert default_precision(bundle, "auto") == "fp32"  # no TensorRT here: auto runs ONNX Runtime in FP32

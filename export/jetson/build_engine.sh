@@ -109,7 +109,13 @@ ARGS=(
   "$BUILD_ONLY"
 )
 KEEP_FP32=()
-[[ -n "$FUSED" ]] && KEEP_FP32=("--precisionConstraints=prefer" "--layerPrecisions=score_head/*:fp32")
+# Per-layer precision flags exist in trtexec from TensorRT 9 on; on 8.5/8.6 (JetPack 5 / 6.0) the fused score head
+# builds in FP16 like the rest (export's FP16 parity table shows what that costs).
+if [[ -n "$FUSED" ]] && (( MAJOR >= 9 )); then
+  KEEP_FP32=("--precisionConstraints=prefer" "--layerPrecisions=score_head/*:fp32")
+elif [[ -n "$FUSED" && "$PRECISION" != fp32 ]]; then
+  echo "build_engine: TensorRT $MAJOR's trtexec cannot pin the score head to FP32 (needs TensorRT >= 9); it builds in $PRECISION" >&2
+fi
 
 if (( MAJOR >= 11 )); then
   case "$PRECISION" in

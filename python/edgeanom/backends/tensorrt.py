@@ -100,6 +100,10 @@ class TensorRTRunner:
                 "version or for another GPU, or the file is damaged)"
             )
         self.context = self.engine.create_execution_context()
+        if self.context is None:  # out of device memory, most often
+            raise EdgeanomError(
+                f"TensorRT could not create an execution context for '{self.plan_path}' (GPU memory exhausted?)"
+            )
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if len(inputs) != 1:
@@ -247,11 +251,22 @@ class TensorRTRunner:
 
     def _capture(self, handle: int) -> None:
         self._drop_graph()
+        enqueued: list[bool] = []
         try:
-            self._graph = self.cuda.capture(self._stream, lambda: self.context.execute_async_v3(handle))
+            graph = self.cuda.capture(
+                self._stream, lambda: enqueued.append(bool(self.context.execute_async_v3(handle)))
+            )
         except EdgeanomError as exc:  # some engines/drivers cannot be captured: keep plain enqueues
             log.info("CUDA graph capture failed (%s); running without CUDA graphs", exc)
             self.use_cuda_graphs = False
+            return
+        if not (enqueued and all(enqueued)):
+            # the enqueue failed while being recorded: the graph holds a partial launch and must never run
+            self.cuda.destroy_graph(graph)
+            log.info("TensorRT enqueue failed during CUDA graph capture; running without CUDA graphs")
+            self.use_cuda_graphs = False
+            return
+        self._graph = graph
 
     # --- lifetime --------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -46,8 +46,13 @@ def run(
         typer.Option("--backend", help="auto | tensorrt | onnxruntime | torch (auto: fastest available)."),
     ] = "auto",
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32 | fp16 | int8 (int8: TensorRT).")
-    ] = "fp32",
+        Optional[str],
+        typer.Option(
+            "--precision",
+            help="fp32 | fp16 | int8 (int8: TensorRT). Default: the precision of the bundle's TensorRT engine "
+            "(e.g. after export --fp16 --engine), else fp32.",
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option("--threads", help="CPU inference threads (0: one per core).")] = 0,
     batch: Annotated[
         int,

@@ -281,6 +281,11 @@ def _make_calibrator(trt: Any, req: BuildRequest) -> Any:
     return Calibrator()
 
 
+def calibration_cache_name(onnx_sha: str) -> str:
+    """The INT8 calibration cache of one ONNX graph, the same name for the Python build and the trtexec recipe."""
+    return f"calibration-{onnx_sha[:16]}.cache"
+
+
 def ensure_engine(
     bundle: Bundle,
     precision: str = "fp32",
@@ -323,7 +328,7 @@ def ensure_engine(
         workspace_mb=workspace_mb or DEFAULT_WORKSPACE_MB,
         timing_cache=timing_cache_path(cache.root, device),
         calib_data=calib_data,
-        calib_cache=cache.root / f"calibration-{onnx_sha[:16]}.cache" if precision == "int8" else None,
+        calib_cache=cache.root / calibration_cache_name(onnx_sha) if precision == "int8" else None,
     )
     path, built = cache.get_or_build(key, lambda: build_engine(request))
     if built:

@@ -18,7 +18,8 @@ STAGES = ("h2d", "compute", "d2h")  # the event-timed stages of one inference, i
 
 INSTALL_HINT = (
     "install TensorRT's Python bindings: on a desktop GPU `pip install 'edgeanom[trt]'` (tensorrt, cuda-python); "
-    "on a Jetson they ship with JetPack (`sudo apt-get install python3-libnvinfer`, then `pip install cuda-python`)"
+    "on a Jetson they ship with JetPack (`sudo apt-get install python3-libnvinfer`, then "
+    "`pip install 'cuda-python>=12,<13'`)"
 )
 
 
@@ -205,18 +206,26 @@ class _CudaTorch:
 
 
 def cuda_api() -> Any:
-    """cuda-python when installed, else torch with CUDA; a clear error when neither can reach a GPU."""
+    """cuda-python when it works, else torch with CUDA; a clear error when neither can reach a GPU.
+
+    cuda-python that cannot talk to the driver (cuda-python 13 needs driver R580+, JetPack 6's is older:
+    cudaErrorInsufficientDriver) is treated like a missing one, so torch gets its chance."""
+    why = "cuda-python is not installed"
     try:
         return _CudaPython()
     except ImportError:
         pass
+    except EdgeanomError as exc:
+        why = f"cuda-python cannot use the GPU ({exc}; JetPack 6 needs cuda-python 12: pip install 'cuda-python>=12,<13')"
     try:
         return _CudaTorch()
     except ImportError:
-        raise EdgeanomError(
-            "the TensorRT runner needs cuda-python (`pip install cuda-python`) or torch with CUDA "
-            "for GPU memory and streams"
-        ) from None
+        torch_why = "torch is not installed"
+    except EdgeanomError as exc:
+        torch_why = f"torch: {exc}"
+    raise EdgeanomError(
+        f"the TensorRT runner needs cuda-python or torch with CUDA for GPU memory and streams: {why}; {torch_why}"
+    )
 
 
 def import_tensorrt() -> Any:

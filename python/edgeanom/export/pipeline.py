@@ -411,6 +411,15 @@ def _export_statistical(
 
 
 # --- TensorRT ---------------------------------------------------------------------------------------------
+def _calibration_cache(bundle: Bundle, precision: str) -> str:
+    """The calibration cache name the Python builder uses for the graph an INT8 engine is built from."""
+    from edgeanom.engines.build import calibration_cache_name
+    from edgeanom.engines.cache import sha256_file
+
+    graph = bundle.path / str(bundle.onnx.get("file", FP32_FILE))
+    return calibration_cache_name(sha256_file(graph)) if graph.is_file() else "calibration.cache"
+
+
 def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], result: ExportResult) -> None:
     from edgeanom.engines.cache import ENGINE_DIR
 
@@ -431,7 +440,7 @@ def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], 
         precision=precision,
         workspace_mb=opts.workspace_mb,
         timing_cache=f"{ENGINE_DIR}/timing.cache",
-        calib_cache=f"{ENGINE_DIR}/calibration.cache" if precision == "int8" else None,
+        calib_cache=f"{ENGINE_DIR}/{_calibration_cache(bundle, precision)}" if precision == "int8" else None,
         fused=bool(bundle.onnx.get("fused")),
     )
     if not opts.engine:

@@ -62,7 +62,14 @@ def trtexec_commands(
         trt10 = TrtexecCommand(10, ["trtexec", f"--onnx={onnx_fp32}", *common])
         trt11 = TrtexecCommand(11, ["trtexec", f"--onnx={onnx_fp32}", *common])
     elif precision == "fp16":
-        trt10 = TrtexecCommand(10, ["trtexec", f"--onnx={onnx_fp32}", "--fp16", *keep_fp32, *common])
+        trt10 = TrtexecCommand(
+            10,
+            ["trtexec", f"--onnx={onnx_fp32}", "--fp16", *keep_fp32, *common],
+            "TensorRT 8.5/8.6 (JetPack 5 / 6.0): drop --precisionConstraints/--layerPrecisions (TensorRT >= 9); "
+            "the score head then builds in FP16"
+            if keep_fp32
+            else "",
+        )
         trt11 = (
             TrtexecCommand(
                 11, ["trtexec", f"--onnx={onnx_fp16}", *common], "strongly typed from the FP16 ONNX"

@@ -21,6 +21,7 @@ from edgeanom.runtime.sinks.registry import SINKS, SinkContext
 from edgeanom.runtime.sources import make_sources
 from edgeanom.runtime.stats import RunStats
 from edgeanom.runtime.types import Sink
+from edgeanom.threads import MAX_THREADS
 
 MAX_BATCH = 4096  # samples per stream per batch; larger only allocates memory the runtime cannot use
 
@@ -33,7 +34,7 @@ class RunOptions:
     images: list[Path] = field(default_factory=list)
     sensors: list[str] = field(default_factory=list)
     backend: str = "auto"
-    precision: str = "fp32"
+    precision: Optional[str] = None  # None: the precision of the bundle's newest TensorRT engine, else fp32
     threads: int = 0
     batch: int = 8
     alarms: AlarmSettings = field(default_factory=AlarmSettings)
@@ -59,6 +60,22 @@ class RunOptions:
     install_signal_handlers: bool = True
 
 
+def default_precision(bundle: Any, backend: str) -> str:
+    """What `run` uses without --precision: after `export --fp16 --engine`, the FP16 engine it built (not a
+    new FP32 build); fp32 for every other case."""
+    if backend not in ("auto", "tensorrt"):
+        return "fp32"
+    if backend == "auto":
+        from edgeanom.backends.registry import get_backend
+
+        if get_backend("tensorrt").unavailable(bundle):  # auto will use ONNX Runtime here: FP32 on CPU
+            return "fp32"
+    engines = [e for e in bundle.meta.get("engines") or [] if isinstance(e, dict)]
+    newest = max(engines, key=lambda e: str(e.get("created", "")), default=None)
+    precision = ((newest or {}).get("key") or {}).get("precision")
+    return precision if precision in ("fp32", "fp16", "int8") else "fp32"
+
+
 def run_stream(
     opts: RunOptions,
     say: Callable[[str], None] = lambda _text: None,
@@ -72,6 +89,8 @@ def run_stream(
         )
     if not 1 <= opts.batch <= MAX_BATCH:
         raise EdgeanomError(f"--batch must be in [1, {MAX_BATCH}], got {opts.batch}")
+    if not 0 <= opts.threads <= MAX_THREADS:
+        raise EdgeanomError(f"--threads must be in [0, {MAX_THREADS}] (0: one per core), got {opts.threads}")
     if opts.max_frames is not None and opts.max_frames < 1:
         raise EdgeanomError(f"--max-frames must be >= 1, got {opts.max_frames}")
     if opts.duration is not None and not opts.duration > 0:
@@ -99,7 +118,7 @@ def run_stream(
     runner = open_runner(
         bundle,
         opts.backend,
-        opts.precision,
+        opts.precision or default_precision(bundle, opts.backend),
         max_batch=max(streams * opts.batch, streams),
         threads=opts.threads,
         reuse_outputs=True,
