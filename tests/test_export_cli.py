@@ -58,6 +58,9 @@ def test_export_fp16_prints_parity_and_trtexec_commands(bundle: Path, tmp_path: 
     assert all(c["ok"] is not False for c in meta["onnx"]["parity"]["checks"])
     config = (repo / "edgeanom-model" / "config.pbtxt").read_text()
     assert 'platform: "onnxruntime_onnx"' in config and "max_batch_size: 4" in config
+    assert "kind: KIND_AUTO" in config  # loads on a CPU-only Triton as well as on a GPU one
+    threshold = repr(float(meta["threshold"]["value"]))
+    assert f'key: "edgeanom_threshold"\n  value: {{ string_value: "{threshold}" }}' in config
     assert (repo / "edgeanom-model" / "1" / "model.onnx").read_bytes() == (
         bundle / "model.fp16.onnx"
     ).read_bytes()

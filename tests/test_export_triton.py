@@ -63,7 +63,8 @@ def test_onnx_repository_config_parses_and_matches_the_graph(tmp_path: Path) -> 
     assert list(outputs["error_map"].dims) == [16, 16] and not outputs["error_map"].HasField("reshape")
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 100
-    assert cfg.instance_group[0].count == 2 and cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    # AUTO: Triton places the instances (GPU when it has one, else CPU), so the repository loads on both
+    assert cfg.instance_group[0].count == 2 and cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_AUTO
     # the dims Triton is told match what the model really returns for a batch
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"input": np.zeros((5, 3, 16, 16), np.float32)})
@@ -86,6 +87,9 @@ def test_plan_repository_reads_io_from_the_source_onnx(tmp_path: Path) -> None:
     )
     cfg = parse(config_path.read_text())
     assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 4
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU  # an engine runs on a GPU only
     assert (config_path.parent / "1" / "model.plan").read_bytes() == b"raw engine"
     assert [o.name for o in cfg.output] == ["score", "error_map"]
     with pytest.raises(EdgeanomError, match="ONNX file the engine was built from"):
@@ -103,3 +107,16 @@ def test_config_text_for_cpu_instances_and_onnx_io(tmp_path: Path) -> None:
     with pytest.raises(EdgeanomError, match="max_batch_size"):
         model_config("x", "onnxruntime_onnx", inputs, outputs, max_batch_size=0)
     assert safe_model_name("../weird name!") == "weird-name"
+    with_params = parse(
+        model_config(
+            "p",
+            "onnxruntime_onnx",
+            inputs,
+            outputs,
+            max_batch_size=2,
+            parameters={"edgeanom_threshold": "0.25"},
+        )
+    )
+    assert with_params.parameters["edgeanom_threshold"].string_value == "0.25"
+    with pytest.raises(EdgeanomError, match="instance kind must be one of"):
+        model_config("x", "onnxruntime_onnx", inputs, outputs, max_batch_size=1, kind="KIND_TPU")

@@ -82,6 +82,13 @@ def export(
     triton: Annotated[
         Optional[Path], typer.Option("--triton", help="Write a Triton model repository into this directory.")
     ] = None,
+    triton_kind: Annotated[
+        str,
+        typer.Option(
+            "--triton-kind",
+            help="Where Triton runs the ONNX model: auto (its choice: GPU if it has one, else CPU), cpu or gpu.",
+        ),
+    ] = "auto",
     triton_name: Annotated[
         Optional[str],
         typer.Option("--triton-name", help="Model name in the Triton repository (default: bundle name)."),
@@ -122,6 +129,7 @@ def export(
             workspace_mb=workspace,
             triton_dir=triton,
             triton_name=triton_name,
+            triton_kind=triton_kind,
         ),
     )
     print_result(result, bundle_dir, engine)

@@ -15,6 +15,7 @@ scikit-learn bundles: the skl2onnx graph is checked against the estimator and wr
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +58,7 @@ class ExportOptions:
     workspace_mb: int = DEFAULT_WORKSPACE_MB
     triton_dir: Optional[Path] = None
     triton_name: Optional[str] = None
+    triton_kind: str = "auto"  # instance kind of ONNX models: auto (Triton places them), cpu or gpu
     seed: int = 0
     trust_pickle: bool = False  # scikit-learn baselines: load model.pkl (runs code) for parity/rebuild
 
@@ -127,6 +129,8 @@ def _check_options(opts: ExportOptions) -> None:
         raise EdgeanomError(f"--max-batch must be >= 1, got {opts.max_batch}")
     if opts.workspace_mb < 1:
         raise EdgeanomError(f"--workspace must be >= 1 MB, got {opts.workspace_mb}")
+    if opts.triton_kind.lower() not in ("auto", "cpu", "gpu"):
+        raise EdgeanomError(f"--triton-kind must be auto, cpu or gpu, got {opts.triton_kind!r}")
 
 
 # --- torch models ----------------------------------------------------------------------------------------
@@ -476,16 +480,32 @@ def _triton_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) -> N
         else bundle.onnx.get("file")
     )
     onnx_path = bundle.path / str(onnx_name or FP32_FILE)
-    kind = "KIND_CPU" if bundle.model_family == "sklearn" else "KIND_GPU"
+    # scikit-learn graphs use ai.onnx.ml operators, which run on CPU only; the rest: as asked, AUTO by default
+    kind = "KIND_CPU" if bundle.model_family == "sklearn" else f"KIND_{opts.triton_kind.upper()}"
+    parameters = {
+        "edgeanom_threshold": repr(float(bundle.threshold.value)),
+        "edgeanom_threshold_method": bundle.threshold.method,
+        "edgeanom_model": bundle.model_type,
+        "edgeanom_input": json.dumps(bundle.meta["input"]),
+        "edgeanom_score": json.dumps({k: v for k, v in bundle.score.items() if k != "adaptive"}),
+        "edgeanom_version": str(bundle.meta.get("edgeanom_version", "")),
+    }
     result.triton.append(
-        write_model_repository(opts.triton_dir, name, onnx_path, max_batch_size=opts.max_batch, kind=kind)
+        write_model_repository(
+            opts.triton_dir, name, onnx_path, max_batch_size=opts.max_batch, kind=kind, parameters=parameters
+        )
     )
     if result.engine is not None:
         # FP32 and FP16 graphs share their inputs and outputs (float32 at the edges), so either describes the plan.
         plan = bundle.path / result.engine["file"]
         result.triton.append(
             write_model_repository(
-                opts.triton_dir, f"{name}-trt", plan, max_batch_size=opts.max_batch, io_from=bundle.onnx_path
+                opts.triton_dir,
+                f"{name}-trt",
+                plan,
+                max_batch_size=opts.max_batch,
+                io_from=bundle.onnx_path,
+                parameters=parameters,
             )
         )
         result.notes.append(

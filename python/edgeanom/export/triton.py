@@ -9,6 +9,7 @@ with Triton's own ModelConfig protobuf.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Sequence
@@ -70,15 +71,18 @@ def model_config(
     *,
     max_batch_size: int,
     instances: int = 1,
-    kind: str = "KIND_GPU",
+    kind: str = "KIND_AUTO",
     preferred_batch_sizes: Sequence[int] = (),
     max_queue_delay_us: int = 100,
+    parameters: Optional[dict[str, str]] = None,
 ) -> str:
-    """config.pbtxt text for a batched model with dynamic batching."""
+    """config.pbtxt text for a batched model with dynamic batching. KIND_AUTO lets Triton place the instances
+    (GPUs when it has them, else the CPU), so one repository loads on both; `parameters` (strings) travel with
+    the model, e.g. the bundle's threshold, for clients that need the verdict."""
     if max_batch_size < 1:
         raise EdgeanomError(f"Triton max_batch_size must be >= 1, got {max_batch_size}")
-    if kind not in ("KIND_GPU", "KIND_CPU"):
-        raise EdgeanomError(f"instance kind must be KIND_GPU or KIND_CPU, got {kind!r}")
+    if kind not in KINDS:
+        raise EdgeanomError(f"instance kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
     def tensors(items: Sequence[TensorSpec]) -> str:
         blocks = []
@@ -104,7 +108,14 @@ def model_config(
         "}",
         f"instance_group [\n  {{\n    count: {int(instances)}\n    kind: {kind}\n  }}\n]",
     ]
+    for key, value in sorted((parameters or {}).items()):
+        lines.append(
+            f"parameters {{\n  key: {json.dumps(key)}\n  value: {{ string_value: {json.dumps(str(value))} }}\n}}"
+        )
     return "\n".join(lines) + "\n"
+
+
+KINDS = ("KIND_AUTO", "KIND_GPU", "KIND_CPU")
 
 
 def safe_model_name(text: str) -> str:
@@ -121,13 +132,15 @@ def write_model_repository(
     max_batch_size: int,
     io_from: Optional[Path] = None,
     instances: int = 1,
-    kind: str = "KIND_GPU",
+    kind: Optional[str] = None,
     max_queue_delay_us: int = 100,
+    parameters: Optional[dict[str, str]] = None,
 ) -> Path:
     """Copy the model into `repo/name/1/` and write `repo/name/config.pbtxt`; returns the config path.
 
     `io_from` is the ONNX graph the inputs/outputs are read from (the model itself for ONNX; the ONNX an
-    engine was built from for a `.plan`).
+    engine was built from for a `.plan`). `kind` None: KIND_GPU for an engine (it runs on a GPU only), KIND_AUTO
+    for ONNX.
     """
     model_file = Path(model_file)
     suffix = model_file.suffix.lower()
@@ -151,7 +164,8 @@ def write_model_repository(
         outputs,
         max_batch_size=max_batch_size,
         instances=instances,
-        kind=kind,
+        kind=kind or ("KIND_GPU" if suffix == ".plan" else "KIND_AUTO"),
+        parameters=parameters,
         preferred_batch_sizes=[b for b in (max_batch_size // 2, max_batch_size) if b >= 1],
         max_queue_delay_us=max_queue_delay_us,
     )
