@@ -143,3 +143,31 @@ def test_cli_train_then_eval(tmp_path):
     assert res.exit_code == 2 and "error: threshold method 'median:5'" in res.output
     res = runner.invoke(app, ["train", "--data", str(train_csv), "--param", "latent", "-q"])
     assert res.exit_code == 2 and "expected NAME=VALUE" in res.output
+
+
+def test_a_video_cut_short_is_reported_not_silently_scored_in_part(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeanom.cli.main import app
+    from edgeanom.demo import write_video
+    from edgeanom.runtime.testing import image_bundle
+
+    frames = [np.full((32, 32, 3), 100 + (40 if 8 <= i < 12 else 0), np.uint8) for i in range(20)]
+    whole = write_video(tmp_path / "clip.avi", frames, fps=10.0)
+    cut = tmp_path / "cut" / "clip.avi"
+    cut.parent.mkdir()
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])  # a copy interrupted at 60%
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join("1" if 8 <= i < 12 else "0" for i in range(20)) + "\n")
+    bundle = image_bundle(tmp_path / "m", np.full((32, 32, 3), 100, np.uint8), 0.01, color="rgb")
+    result = CliRunner().invoke(
+        app, ["eval", "--model", str(bundle.path), "--data", str(cut.parent), "--labels", str(labels)]
+    )
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())  # rich wraps long lines
+    assert (
+        "warning: clip.avi: decoded 2 of 20 frames (cut short or damaged); frames past the cut were not"
+        in out
+    )
+    assert "warning: AUROC n/a: the 2 scored samples hold 0 anomalous and 2 normal ones" in out

@@ -173,6 +173,7 @@ class ImageSource:
         self.frame_step = max(1, int(frame_step))
         self.max_frames = max_frames
         self.skipped: list[str] = []
+        self.truncated: list[str] = []  # "name: decoded N of M frames" for videos that ended early
         self.external = FrameLabels(labels) if labels is not None else None
         self.sources, self.class_folders, self.ordered = self._discover()
         if not self.sources:
@@ -221,6 +222,7 @@ class ImageSource:
 
     def __iter__(self) -> Iterator[FrameRecord]:
         self.skipped = []
+        self.truncated = []
         index = 0
         emitted = 0
         positions: dict[str, int] = {}
@@ -256,6 +258,7 @@ class ImageSource:
             if not cap.isOpened():
                 self.skipped.append(src.name)
                 return
+            expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             got = 0
             while True:
                 ok, frame = cap.read()
@@ -265,6 +268,10 @@ class ImageSource:
                 yield frame
             if got == 0:
                 self.skipped.append(src.name)
+            elif expected > 0 and got < expected:
+                self.truncated.append(
+                    f"{src.name}: decoded {got} of {expected} frames (cut short or damaged)"
+                )
         finally:
             cap.release()
 

@@ -141,6 +141,13 @@ def print_report(result: dict[str, Any], report_dir: Optional[Path]) -> None:
             f"(90%: {lo:.2%}..{hi:.2%}) — {'held' if cal['held'] else 'NOT HELD'}",
         )
     console.print(table)
+    for line in (result.get("data") or {}).get("truncated_videos") or []:
+        console.print(f"[yellow]warning[/]: {line}; frames past the cut were not scored")
+    if result.get("auroc") is None:
+        console.print(
+            f"[yellow]warning[/]: AUROC n/a: the {result['n_normal'] + result['n_anomalous']} scored samples hold "
+            f"{result['n_anomalous']} anomalous and {result['n_normal']} normal ones (both are needed)"
+        )
     if result.get("per_class"):
         pc = Table(title="per class")
         for col in ("class", "n", "flagged", "mean score", "AUROC vs normal"):

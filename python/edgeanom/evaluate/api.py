@@ -170,6 +170,7 @@ def _score_images(
             "source": str(source) if isinstance(source, (str, os.PathLike)) else "frames",
             "n_skipped": len(bad),
             "skipped": bad[:20],
+            "truncated_videos": list(getattr(skipped, "truncated", []))[:20],
         },
         maps=np.concatenate(kept_maps) if kept_maps else None,
         masks=np.stack(kept_masks) if kept_masks else None,
