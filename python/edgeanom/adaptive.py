@@ -46,7 +46,12 @@ SPREAD_FLOOR = 0.01  # in training standard deviations: the spread of a flat win
 
 
 def section(
-    kind: str, window_length: Optional[int], val_scores: np.ndarray, *, errors: bool = True
+    kind: str,
+    window_length: Optional[int],
+    val_scores: np.ndarray,
+    *,
+    errors: bool = True,
+    enabled: bool = True,
 ) -> dict[str, Any]:
     """The defaults `train` writes for a sensor bundle. `errors`: the scores are errors (>= 0) and are
     judged on a log scale; the log offset is a tenth of the held-out normal scores' median, so scores near
@@ -60,7 +65,7 @@ def section(
     length = int(window_length or 1)
     warmup = max(256, WARMUP_WINDOWS * length)
     return {
-        "enabled": True,
+        "enabled": bool(enabled),
         "window": max(WINDOW, 2 * warmup),
         "warmup": warmup,
         "min_history": max(64, min(warmup // 2, 4 * length)),
@@ -208,3 +213,22 @@ class AdaptiveStage:
 
     def drifting(self, stream: int) -> bool:
         return self._drifting.get(int(stream), False)
+
+
+def stage_for(
+    bundle: Bundle, adaptive: Optional[bool] = None, *, recalibrate: bool = False
+) -> Optional[AdaptiveStage]:
+    """The bundle's adaptive stage when it has one and it is on; `adaptive` None follows the bundle's setting
+    (`--adaptive/--no-adaptive` decide otherwise). `run` and `eval` both ask here, so they judge alike."""
+    spec = bundle.score.get("adaptive") or {}
+    on = bool(spec.get("enabled")) if adaptive is None else adaptive
+    if not on:
+        if recalibrate:
+            raise EdgeanomError("--recalibrate works through the adaptive stage: drop --no-adaptive")
+        return None
+    if not spec:
+        raise EdgeanomError(
+            f"bundle {bundle.path}: --adaptive needs a score.adaptive section (sensor bundles trained by "
+            "this version of `edgeanom train` have one; retrain to add it)"
+        )
+    return AdaptiveStage(bundle, recalibrate=recalibrate)

@@ -326,10 +326,16 @@ def validate_meta(meta: dict[str, Any], where: str) -> None:
         raise bad("threshold.value", "a finite number", value)
     if not isinstance(threshold.get("stats", {}), dict):
         raise bad("threshold.stats", "an object", threshold.get("stats"))
-    metric = (score or {}).get("metric", "mse")
-    normalised = bool(((score or {}).get("map") or {}).get("normalize"))
-    if metric != "model" and not normalised and value < 0:
+    if not scores_can_be_negative(score) and value < 0:
+        metric = (score or {}).get("metric", "mse")
         raise bad("threshold.value", f"a number >= 0 (a {metric} error is never negative)", value)
+
+
+def scores_can_be_negative(score: Optional[dict[str, Any]]) -> bool:
+    """Whether a bundle's scores can fall below 0: a model's own score (a decision function) or a map
+    normalised per pixel can; an error never is, so a threshold below 0 would flag every sample."""
+    score = score or {}
+    return score.get("metric", "mse") == "model" or bool((score.get("map") or {}).get("normalize"))
 
 
 _ADAPTIVE_COUNTS = (

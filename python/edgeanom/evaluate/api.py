@@ -206,7 +206,9 @@ def _score_tables(
         raise EdgeanomError(
             f"eval needs labels: {missing[0]} has no label column (give --label-column NAME, or --labels FILE)"
         )
-    stage = _adaptive_stage(bundle, adaptive)
+    from edgeanom.adaptive import stage_for
+
+    stage = stage_for(bundle, adaptive)
     pre = Preprocessor(bundle)
     scores, ys, names = [], [], []
     for t in tables:
@@ -245,20 +247,6 @@ def _score_tables(
         info,
         threshold=None if stage is None else stage.threshold,
     )
-
-
-def _adaptive_stage(bundle: Bundle, adaptive: Optional[bool]) -> Any:
-    spec = bundle.score.get("adaptive") or {}
-    on = bool(spec.get("enabled")) if adaptive is None else adaptive
-    if not on:
-        return None
-    if not spec:
-        raise EdgeanomError(
-            f"bundle {bundle.path}: --adaptive needs a score.adaptive section (retrain to add it)"
-        )
-    from edgeanom.adaptive import AdaptiveStage
-
-    return AdaptiveStage(bundle)
 
 
 def calibration_check(tail: dict[str, Any], false_alarms: int, normals: int) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edgeanom.adaptive import AdaptiveStage
+from edgeanom.adaptive import stage_for
 from edgeanom.backends import Runner
-from edgeanom.bundle import Bundle, Threshold
+from edgeanom.bundle import Bundle, Threshold, scores_can_be_negative
 from edgeanom.errors import EdgeanomError
 from edgeanom.preprocess import Preprocessor
 from edgeanom.runtime.alarms import AlarmSettings, StreamAlarms
@@ -81,7 +81,7 @@ class Pipeline:
         self.settings = alarms or AlarmSettings()
         self.stats = stats or RunStats(backend=getattr(runner, "name", ""))
         base = bundle.threshold
-        self.adaptive = _adaptive_stage(bundle, self.settings)
+        self.adaptive = stage_for(bundle, self.settings.adaptive, recalibrate=self.settings.recalibrate)
         _check_threshold_override(bundle, self.settings.threshold, adaptive=self.adaptive is not None)
         if self.adaptive is not None:
             # the alarm compares the stage's surprise; --threshold sets the surprise threshold
@@ -446,28 +446,11 @@ def _check_threshold_override(bundle: Bundle, value: Optional[float], *, adaptiv
         raise EdgeanomError(
             f"--threshold {value:g} is a surprise threshold with the adaptive stage: it must be > 0"
         )
-    metric = bundle.score.get("metric", "mse")
-    normalised = bool((bundle.score.get("map") or {}).get("normalize"))
-    if not adaptive and metric != "model" and not normalised and value < 0:
+    if not adaptive and not scores_can_be_negative(bundle.score) and value < 0:
+        metric = bundle.score.get("metric", "mse")
         raise EdgeanomError(
             f"--threshold {value:g} is below 0, where no {metric} error ever is: every sample would alarm"
         )
-
-
-def _adaptive_stage(bundle: Bundle, settings: AlarmSettings) -> Optional[AdaptiveStage]:
-    """The bundle's adaptive stage when it has one and it is on (`--adaptive/--no-adaptive` decide)."""
-    spec = bundle.score.get("adaptive") or {}
-    on = bool(spec.get("enabled")) if settings.adaptive is None else settings.adaptive
-    if not on:
-        if settings.recalibrate:
-            raise EdgeanomError("--recalibrate works through the adaptive stage: drop --no-adaptive")
-        return None
-    if not spec:
-        raise EdgeanomError(
-            f"bundle {bundle.path}: --adaptive needs a score.adaptive section (sensor bundles trained by "
-            "this version of `edgeanom train` have one; retrain to add it)"
-        )
-    return AdaptiveStage(bundle, recalibrate=settings.recalibrate)
 
 
 def _summary_event(summary: RunSummary) -> dict[str, Any]:

@@ -396,9 +396,9 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
     if bundle.input_kind in ("window", "vector"):  # sensor and table bundles judge scores adaptively at run
         window = (bundle.meta["preprocess"].get("window") or {}).get("length")
         errors = bundle.meta["score"].get("metric") != "model"
-        spec = adaptive_section(bundle.input_kind, window, normal, errors=errors)
         # on for streams (windows, or rows with a time column); a table of independent rows has no history
-        spec["enabled"] = bundle.input_kind == "window" or bool(bundle.meta["preprocess"].get("time_column"))
+        stream = bundle.input_kind == "window" or bool(bundle.meta["preprocess"].get("time_column"))
+        spec = adaptive_section(bundle.input_kind, window, normal, errors=errors, enabled=stream)
         bundle.meta["score"]["adaptive"] = spec
 
 

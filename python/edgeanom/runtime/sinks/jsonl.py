@@ -70,11 +70,12 @@ class JsonlSink:
         text = "".join(
             json.dumps(to_jsonable(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records
         )
+        data = text.encode("utf-8") if self._own else text
         try:
-            self._fh.write(text.encode("utf-8") if self._own else text)  # type: ignore[arg-type]
+            self._fh.write(data)  # type: ignore[arg-type]
             self._fh.flush()
             if self._own:
-                self._whole += len(text.encode("utf-8"))
+                self._whole += len(data)
         except BrokenPipeError:
             # The reader went away (`| head`): stop writing; point stdout at devnull so the interpreter's
             # final flush does not complain. The pipeline treats this as a normal stop.

@@ -51,7 +51,6 @@ class VideoRecorder:
         self.segments: dict[int, list[Path]] = {}  # stream -> every file written, in order
         self.annotator = annotator
         self.codec: Optional[str] = None  # fourcc actually used, once the first frame is written
-        self.paths: dict[int, Path] = {}  # stream -> file written
         self.frames_written: dict[int, int] = {}
         self._writers: dict[int, tuple[cv2.VideoWriter, tuple[int, int]]] = {}
         self._lock = threading.Lock()
@@ -62,6 +61,11 @@ class VideoRecorder:
             raise EdgeanomError(f"--record {self.path}: use a .mp4 (or .avi) file name")
         if self.path.is_dir():
             raise EdgeanomError(f"--record {self.path}: is a directory; give a file name inside it")
+
+    @property
+    def paths(self) -> dict[int, Path]:
+        """stream -> its first file (the one named as asked; later segments are in `segments`)."""
+        return {stream: files[0] for stream, files in self.segments.items()}
 
     def write(self, result: SampleResult) -> None:
         if self._closed or result.frame is None:
@@ -120,7 +124,6 @@ class VideoRecorder:
                         "recording with %s to %s (mp4v is not available in this OpenCV)", fourcc, target
                     )
                 self.codec = fourcc
-                self.paths.setdefault(stream, target)  # the first file of the stream
                 self.segments.setdefault(stream, []).append(target)
                 self._writers[stream] = (writer, size)
                 return writer, size
