@@ -36,11 +36,11 @@ TRAIN_ARGS = [
 
 
 # --- the packer ----------------------------------------------------------------------------------------------
-def _reference_pack(grey: list[np.ndarray], spacing: int) -> list[np.ndarray]:
-    """The definition in float64: channels (B, G, R) = grey frames (t, t - s, t - 2s), index clamped at 0."""
+def _reference_pack(grey: list[np.ndarray], spacing: int, count: int = 3) -> list[np.ndarray]:
+    """The definition: channel i = grey frame t - i*s (index clamped at 0), newest first; for three frames
+    that is (B, G, R) = (t, t - s, t - 2s)."""
     return [
-        np.stack([grey[t], grey[max(t - spacing, 0)], grey[max(t - 2 * spacing, 0)]], axis=-1)
-        for t in range(len(grey))
+        np.stack([grey[max(t - i * spacing, 0)] for i in range(count)], axis=-1) for t in range(len(grey))
     ]
 
 
@@ -56,9 +56,13 @@ def test_packer_equals_a_float64_reference(spacing: int) -> None:
         assert np.abs(got.astype(np.float64) - want).max() <= 0.51  # luma rounded to uint8
 
     grey = [rng.integers(0, 256, (12, 10), dtype=np.uint8) for _ in range(17)]
-    packer = FramePacker(spacing)
-    for got, want in zip((packer.push(g) for g in grey), _reference_pack(grey, spacing)):
-        np.testing.assert_array_equal(got, want)
+    for count in (2, 3, 8):
+        packer = FramePacker(spacing, count)
+        for t, (got, want) in enumerate(
+            zip((packer.push(g) for g in grey), _reference_pack(grey, spacing, count))
+        ):
+            np.testing.assert_array_equal(got, want)
+            assert packer.warm == (t >= (count - 1) * spacing)
 
 
 def _image_bundle(tmp_path: Path, image: dict[str, Any]) -> Bundle:
@@ -85,6 +89,17 @@ def test_preprocessed_channels_run_oldest_to_newest(tmp_path: Path) -> None:
         np.testing.assert_allclose(x[t], want, rtol=0, atol=1e-7)
     assert Preprocessor(_image_bundle(tmp_path, {"size": [12, 10], "color": "rgb"})).new_packer() is None
 
+    long = _image_bundle(tmp_path, {"size": [6, 5], "color": "rgb", "pack": {"frames": 8, "spacing": 1}})
+    long.meta["input"]["shape"] = [8, 6, 5]
+    pre, packer = Preprocessor(long), Preprocessor(long).new_packer()
+    assert packer is not None and packer.frames == 8 and pre.image is not None
+    x = pre([packer.push(g) for g in grey])  # 12x10 frames resized to 6x5, each channel on its own
+    assert x.shape == (9, 8, 6, 5)
+    for t in range(len(grey)):
+        want = [cv2.resize(grey[max(t - 7 + i, 0)], (5, 6), interpolation=cv2.INTER_AREA) for i in range(8)]
+        # OpenCV's many-channel area resize may round a pixel the other way: at most one grey level
+        np.testing.assert_allclose(x[t], np.stack(want).astype(np.float64) / 255.0, rtol=0, atol=1.01 / 255)
+
 
 def test_packer_restarts_on_a_new_frame_size_and_on_reset() -> None:
     packer = FramePacker(1)
@@ -101,8 +116,9 @@ def test_bad_pack_specs_are_clear_errors(tmp_path: Path) -> None:
     for spacing in (0, 1.5, "2"):
         with pytest.raises(EdgeanomError, match="spacing must be >= 1"):
             FramePacker(spacing)  # type: ignore[arg-type]
-    with pytest.raises(EdgeanomError, match="frames must be 3"):
-        FramePacker(2, frames=4)
+    for frames in (1, 33, 2.5):
+        with pytest.raises(EdgeanomError, match=r"frames must be a whole number in \[2, 32\]"):
+            FramePacker(2, frames=frames)  # type: ignore[arg-type]
     with pytest.raises(EdgeanomError, match="needs color 'rgb'"):
         Preprocessor(_image_bundle(tmp_path, {"size": [12, 10], "color": "gray", "pack": {"spacing": 1}}))
     with pytest.raises(EdgeanomError, match=r"preprocess\.image\.pack must be"):
@@ -174,14 +190,16 @@ def _run_scores(bundle: Path, videos: list[Path], events: Path) -> dict[str, lis
     return {k: sorted(v, key=lambda r: r["index"]) for k, v in by_stream.items()}
 
 
-def _hand_scores(bundle_dir: Path, frames: list[np.ndarray]) -> np.ndarray:
+def _hand_scores(
+    bundle_dir: Path, frames: list[np.ndarray], spacing: int = SPACING, count: int = 3
+) -> np.ndarray:
     """pack -> Preprocessor -> ONNX Runtime -> Scorer, written out without the library's loops."""
     import onnxruntime as ort
 
     from edgeanom.scorer import Scorer
 
     bundle = load_bundle(bundle_dir)
-    x = Preprocessor(bundle)(pack_sequence(frames, SPACING)).copy()
+    x = Preprocessor(bundle)(pack_sequence(frames, spacing, count)).copy()
     session = ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
     (recon,) = session.run([bundle.onnx["output"]], {bundle.onnx["input"]: x})
     return np.asarray(Scorer(bundle)(x, {bundle.onnx["output"]: recon}).scores, dtype=np.float64)
@@ -307,3 +325,39 @@ def test_frame_pack_option_errors(tmp_path: Path) -> None:
         train_bundle(table=np.zeros((20, 3)), out=tmp_path / "m", frame_pack=1, epochs=1)
     with pytest.raises(EdgeanomError, match="--frame-pack must be >= 1"):
         train_bundle(frames=frames, out=tmp_path / "m", frame_pack=-1, epochs=1)
+
+
+def test_clip_lstm_reads_the_last_eight_frames_through_train_run_and_export(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    """The video head of the feature models: a longer packed clip, scored at its newest frame."""
+    import torch
+
+    from edgeanom.export.pipeline import ExportOptions, export_bundle
+    from edgeanom.models.backbones import Backbone
+
+    torch.manual_seed(0)
+    weights = tmp_path / "mnv3.pth"
+    torch.save(Backbone("mobilenet_v3_small", 3).trunk.state_dict(), weights)
+    out = tmp_path / "clip"
+    args = ["train", "--video", str(trained["train"]), "--out", str(out), "--model-type", "clip-lstm"]
+    args += ["--backbone", "mobilenet_v3_small", "--backbone-weights", str(weights), "--frame-pack", "1"]
+    args += ["--image-size", str(SIZE), "--epochs", "2", "--threads", "1", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(out)
+    assert bundle.preprocess["image"]["pack"] == {"frames": 8, "spacing": 1}
+    assert bundle.input_shape == (8, SIZE, SIZE) and bundle.onnx["output"] == "score"
+
+    streams = _run_scores(out, [trained["test"]], tmp_path / "events.jsonl")
+    run = streams["video:test.avi"]
+    assert [r["index"] for r in run] == list(range(7, TEST_FRAMES))  # scored once 7 frames of past exist
+    by_hand = _hand_scores(out, _decode(trained["test"]), spacing=1, count=8)
+    np.testing.assert_allclose([r["score"] for r in run], by_hand[7:], rtol=1e-5, atol=1e-9)
+
+    exported = export_bundle(out, ExportOptions(fp16=True))
+    assert "fp16" in exported.files and all(r.ok is not False for r in exported.parity)
+
+    shorter = CliRunner().invoke(app, [*args[:-1], "--pack-frames", "4", "--out", str(tmp_path / "c4"), "-q"])
+    assert shorter.exit_code == 0, shorter.output
+    assert load_bundle(tmp_path / "c4").input_shape == (4, SIZE, SIZE)

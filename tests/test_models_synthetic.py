@@ -74,7 +74,7 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     assert report["auroc"] > 0.9, report
     result = export_bundle(bundle.path, ExportOptions(fp16=True))
     assert all(r.ok is not False for r in result.parity)
-    assert "no score head" in " ".join(result.notes)
+    assert "the anomaly map itself: no score head" in " ".join(result.notes)
     events = tmp_path / "e.jsonl"
     opts = RunOptions(
         model=bundle.path, images=[tmp_path / "test" / "spot"], events=events, status_interval=0

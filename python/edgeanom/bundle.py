@@ -6,13 +6,13 @@ Schema (documented in docs/bundle.md) — `bundle.json` holds:
 - ``model``: ``{"type": "conv-ae", "family": "torch" | "sklearn", "params": {...}}``
 - ``input``: ``{"kind": "image" | "window" | "vector", "shape": [...per-sample shape...], "names": [...]}``
   image shape is ``[C, H, W]``; window shape ``[T, C]``; vector shape ``[F]``.
-- ``preprocess``: ``{"image": {"size": [H, W], "color": "gray" | "rgb", "pack": {"frames": 3, "spacing": S}
+- ``preprocess``: ``{"image": {"size": [H, W], "color": "gray" | "rgb", "pack": {"frames": T, "spacing": S}
   (optional)} | null,
   "scaler": {"kind": "minmax" | "standard", "offset": [...], "scale": [...]} | null,
   "window": {"length": T, "stride": S} | null, "columns": [...] | null, "time_column": str | null}``
   Pixels become ``float32 / 255`` in NCHW; scaled features are ``(x - offset) * scale``.
-  ``pack`` (video models such as ``frame-pred``): before that, each stream's grey frames t-2S, t-S, t are
-  packed into the R, G, B channels of one frame (causal; the first 2S frames repeat frame 0), see
+  ``pack`` (video models: ``frame-pred``, ``clip-lstm``): before that, each stream's grey frames t-(T-1)S, ...,
+  t-S, t are packed into the T channels of one frame (causal; the first (T-1)S frames repeat frame 0), see
   ``edgeanom.preprocess.FramePacker``; color is then ``rgb`` and the channels run oldest -> newest.
 - ``score``: ``{"metric": "mse", "center": "center.npy" | null,
   "map": {"blur_sigma": float, "mode": "max" | "topk_mean", "k": int,

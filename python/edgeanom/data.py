@@ -304,7 +304,7 @@ def memory_frames(frames: Sequence[np.ndarray], labels: Any = None) -> Iterator[
         yield FrameRecord(np.asarray(frame), f"frame#{i}", "frames", i, i, None if y is None else int(y[i]))
 
 
-def packed_records(records: Iterable[FrameRecord], spacing: int) -> Iterator[FrameRecord]:
+def packed_records(records: Iterable[FrameRecord], spacing: int, frames: int = 3) -> Iterator[FrameRecord]:
     """Records with each frame packed with its sequence's past frames (`edgeanom.preprocess.FramePacker`).
 
     One packer per sequence (video, frame folder), so packing never mixes clips; records of a sequence must
@@ -315,7 +315,7 @@ def packed_records(records: Iterable[FrameRecord], spacing: int) -> Iterator[Fra
     packers: dict[str, tuple[FramePacker, list[int]]] = {}
     for rec in records:
         if rec.sequence not in packers:
-            packers[rec.sequence] = (FramePacker(spacing), [-1])
+            packers[rec.sequence] = (FramePacker(spacing, frames), [-1])
         packer, last = packers[rec.sequence]
         if rec.position <= last[0]:
             raise EdgeanomError(

@@ -34,29 +34,42 @@ def _as_uint8_frame(frame: np.ndarray) -> np.ndarray:
 
 
 class ImagePreprocessor:
-    """BGR/grey uint8 frames of any size -> float32 NCHW in [0, 1] at the bundle's size and colour."""
+    """BGR/grey uint8 frames of any size -> float32 NCHW in [0, 1] at the bundle's size and colour.
 
-    def __init__(self, size: Sequence[int], color: str) -> None:
+    With `frames` = T (a bundle that packs frames) each input is a packed (H, W, T) frame, newest first as
+    `FramePacker` gives it; the model sees the channels oldest first (for T = 3 that is BGR -> RGB).
+    """
+
+    def __init__(self, size: Sequence[int], color: str, frames: int = 0) -> None:
         if color not in ("gray", "rgb"):
             raise EdgeanomError(f"preprocess.image.color must be 'gray' or 'rgb', got {color!r}")
         self.height, self.width = int(size[0]), int(size[1])
         self.color = color
-        self.channels = 1 if color == "gray" else 3
+        self.frames = int(frames)
+        self.channels = self.frames or (1 if color == "gray" else 3)
         self._buffer: Optional[np.ndarray] = None
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
 
-    def convert(self, frame: np.ndarray) -> np.ndarray:
-        """One frame -> uint8 HxW (grey) or HxWx3 (RGB) at the model size (cv2 does decode-side work)."""
-        frame = _as_uint8_frame(frame)
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
-        if (h, w) != (self.height, self.width):
-            shrink = h > self.height or w > self.width
-            frame = cv2.resize(
-                frame, (self.width, self.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-            )
+        if (h, w) == (self.height, self.width):
+            return frame
+        shrink = h > self.height or w > self.width
+        return cv2.resize(
+            frame, (self.width, self.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+
+    def convert(self, frame: np.ndarray) -> np.ndarray:
+        """One frame -> uint8 HxW (grey), HxWx3 (RGB) or HxWxT (packed, oldest first) at the model size."""
+        if self.frames:
+            if frame is None or frame.ndim != 3 or frame.shape[2] != self.frames or frame.dtype != np.uint8:
+                got = None if frame is None else f"{frame.dtype} {frame.shape}"
+                raise EdgeanomError(f"packed frame must be uint8 (H, W, {self.frames}), got {got}")
+            return np.ascontiguousarray(self._resize(frame)[:, :, ::-1])
+        frame = self._resize(_as_uint8_frame(frame))
         if self.color == "gray":
             return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         return (
@@ -81,30 +94,36 @@ class ImagePreprocessor:
         return out
 
 
-class FramePacker:
-    """Causal frame packing for video models: grey frames t-2s, t-s and t become one 3-channel frame.
+MAX_PACKED_FRAMES = 32
 
-    A ring buffer of the last ``2 * spacing + 1`` grey frames of one stream. Each `push` returns a BGR uint8
-    frame with B = newest (t), G = middle (t - s), R = oldest (t - 2s); after the bundle's RGB preprocessing
-    the channels run oldest -> newest, the layout the `frame-pred` model predicts from. Only past frames are
-    used, so it runs on a live camera; until a stream has 2s frames the missing past repeats its first frame.
-    A frame of another size restarts the stream (a camera that reconnected at a new resolution).
+
+class FramePacker:
+    """Causal frame packing for video models: grey frames t-(T-1)s, ..., t-s, t become one T-channel frame.
+
+    A ring buffer of the last ``(T - 1) * spacing + 1`` grey frames of one stream. Each `push` returns a uint8
+    (H, W, T) frame, newest first: for T = 3 that is a BGR frame with B = t, G = t - s, R = t - 2s, so after
+    the bundle's RGB preprocessing the channels run oldest -> newest, the layout the video models read. Only
+    past frames are used, so it runs on a live camera; until a stream has its full past the missing frames
+    repeat its first frame. A frame of another size restarts the stream (a camera that reconnected).
     """
 
     def __init__(self, spacing: int, frames: int = 3) -> None:
-        if not _is_whole(frames) or int(frames) != 3:
-            raise EdgeanomError(f"preprocess.image.pack.frames must be 3 (packed as B, G, R), got {frames!r}")
+        if not _is_whole(frames) or not 2 <= int(frames) <= MAX_PACKED_FRAMES:
+            raise EdgeanomError(
+                f"preprocess.image.pack.frames must be a whole number in [2, {MAX_PACKED_FRAMES}], got {frames!r}"
+            )
         if not _is_whole(spacing) or int(spacing) < 1:
             raise EdgeanomError(f"preprocess.image.pack.spacing must be >= 1 frame, got {spacing!r}")
         self.spacing = int(spacing)
         self.frames = int(frames)
-        self._ring: Optional[np.ndarray] = None  # (2s + 1, H, W) uint8 grey history
+        self._span = (self.frames - 1) * self.spacing  # frames between the oldest and the newest packed
+        self._ring: Optional[np.ndarray] = None  # (span + 1, H, W) uint8 grey history
         self._count = 0  # frames pushed since the stream (re)started
 
     @property
     def warm(self) -> bool:
-        """Whether the newest packed frame has a real past (2s earlier frames), not a repeated first frame."""
-        return self._count > 2 * self.spacing
+        """Whether the newest packed frame has a real past, not a repeated first frame."""
+        return self._count > self._span
 
     def reset(self) -> None:
         """Forget the history: the next frame starts a new stream."""
@@ -112,10 +131,10 @@ class FramePacker:
         self._count = 0
 
     def push(self, frame: np.ndarray) -> np.ndarray:
-        """Add the stream's next frame (BGR or grey, any size); returns the packed (H, W, 3) BGR uint8 frame."""
+        """Add the stream's next frame (BGR or grey, any size); returns the packed (H, W, T) uint8 frame."""
         frame = _as_uint8_frame(frame)
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        length = 2 * self.spacing + 1
+        length = self._span + 1
         if self._ring is None or self._ring.shape[1:] != grey.shape:
             self._ring = np.empty((length, *grey.shape), dtype=np.uint8)
             self._ring[:] = grey  # the past of the first frame is the first frame
@@ -123,18 +142,17 @@ class FramePacker:
         slot = self._count % length
         self._ring[slot] = grey
         self._count += 1
-        middle = self._ring[(slot - self.spacing) % length]
-        oldest = self._ring[(slot + 1) % length]  # slot - 2s, modulo 2s + 1
-        return np.dstack([self._ring[slot], middle, oldest])
+        order = [(slot - i * self.spacing) % length for i in range(self.frames)]  # newest first
+        return np.dstack([self._ring[i] for i in order])
 
 
 def _is_whole(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def pack_sequence(frames: Sequence[np.ndarray], spacing: int) -> list[np.ndarray]:
-    """Pack the frames of one stream, in order (see `FramePacker`)."""
-    packer = FramePacker(spacing)
+def pack_sequence(frames: Sequence[np.ndarray], spacing: int, count: int = 3) -> list[np.ndarray]:
+    """Pack the frames of one stream, in order, `count` frames `spacing` apart (see `FramePacker`)."""
+    packer = FramePacker(spacing, count)
     return [packer.push(f) for f in frames]
 
 
@@ -205,8 +223,14 @@ class Preprocessor:
         self.kind = bundle.input_kind
         self.sample_shape = bundle.input_shape
         spec = bundle.preprocess
+        pack = (spec.get("image") or {}).get("pack") if self.kind == "image" else None
+        frames = pack.get("frames", 3) if isinstance(pack, dict) else 0
         self.image = (
-            ImagePreprocessor(spec["image"]["size"], spec["image"]["color"]) if self.kind == "image" else None
+            ImagePreprocessor(
+                spec["image"]["size"], spec["image"]["color"], frames if _is_whole(frames) else 0
+            )
+            if self.kind == "image"
+            else None
         )
         self.scaler = FeatureScaler.from_json(spec.get("scaler"))
         window = spec.get("window") or {}
@@ -216,7 +240,7 @@ class Preprocessor:
         if self.pack is not None:
             if not isinstance(self.pack, dict) or "spacing" not in self.pack:
                 raise EdgeanomError(
-                    f'bundle {bundle.path}: preprocess.image.pack must be {{"frames": 3, "spacing": S}}, '
+                    f'bundle {bundle.path}: preprocess.image.pack must be {{"frames": T, "spacing": S}}, '
                     f"got {self.pack!r}"
                 )
             if self.image is not None and self.image.color != "rgb":

@@ -99,6 +99,15 @@ def train(
             metavar="S",
         ),
     ] = None,
+    pack_frames: Annotated[
+        Optional[int],
+        typer.Option(
+            "--pack-frames",
+            help="With --frame-pack: how many frames, S apart, make one input (default: what the model "
+            "reads: 3, clip-lstm 8).",
+            metavar="T",
+        ),
+    ] = None,
     input_kind: Annotated[
         Optional[str],
         typer.Option("--input-kind", help="image, window or vector (guessed from the data by default)."),
@@ -237,7 +246,24 @@ def train(
         Optional[int],
         typer.Option("--latent", help="Latent size (vae, conv-ae, conv-vae, window-ae, lstm-ae)."),
     ] = None,
-    beta: Annotated[Optional[float], typer.Option("--beta", help="KL weight of vae / conv-vae.")] = None,
+    beta: Annotated[
+        Optional[float], typer.Option("--beta", help="KL weight of vae / conv-vae / feat-vae.")
+    ] = None,
+    backbone: Annotated[
+        Optional[str],
+        typer.Option(
+            "--backbone",
+            help="ImageNet backbone of the feature models (feat-vae, feat-svdd, feat-map, clip-lstm): "
+            "resnet18, efficientnet_b0, mobilenet_v3_large or mobilenet_v3_small.",
+        ),
+    ] = None,
+    backbone_weights: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--backbone-weights",
+            help="torchvision's weight file for --backbone (e.g. resnet18-f37072fd.pth); nothing is downloaded.",
+        ),
+    ] = None,
     param: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -264,7 +290,11 @@ def train(
         deprecated("--batch-size", f"--batch {legacy_batch_size}")
         batch_size = batch_size if batch_size is not None else legacy_batch_size
     params: dict[str, Any] = dict(parse_param(p) for p in (param or []))
-    for name, value in (("latent", latent), ("beta", beta)):
+    flags = (("latent", latent), ("beta", beta), ("backbone", backbone))
+    for name, value in (
+        *flags,
+        ("backbone_weights", None if backbone_weights is None else str(backbone_weights)),
+    ):
         if value is not None:
             params[name] = value
     options: dict[str, Any] = {
@@ -296,6 +326,7 @@ def train(
         "max_frames": max_frames,
         "frame_step": frame_step,
         "frame_pack": frame_pack,
+        "pack_frames": pack_frames,
         "val_data": val_data,
         "val_labels": val_labels,
         "progress": False if quiet else None,

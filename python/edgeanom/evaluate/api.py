@@ -124,7 +124,7 @@ def _score_images(
     kept_maps: list[np.ndarray] = []
     kept_masks: list[np.ndarray] = []
     if pre.pack is not None:  # video models: each video / frame folder packed causally, as `run` does
-        records = loaders.packed_records(records, int(pre.pack["spacing"]))
+        records = loaders.packed_records(records, int(pre.pack["spacing"]), int(pre.pack.get("frames", 3)))
     scores: list[np.ndarray] = []
     y: list[int] = []
     classes: list[Optional[str]] = []

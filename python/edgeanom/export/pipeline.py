@@ -41,6 +41,10 @@ FP16_FILE = "model.fp16.onnx"
 SIMPLIFY_REL_TOL = 1e-6  # a simplified graph must reproduce the exported one this closely
 SKLEARN_REL_TOL = 1e-5  # ONNX Runtime scores vs scikit-learn's -decision_function
 NO_LABELS = "no labelled data: AUROC delta n/a — pass --data with labels"
+SELF_SCORED = {
+    "error_map": "the anomaly map",
+    "score": "the score",
+}  # graph outputs the scorer reads as they are
 
 
 @dataclass
@@ -166,11 +170,12 @@ def _export_torch(
     save_model(base, bundle.path / FP32_FILE)
     result.files["fp32"] = FP32_FILE
 
-    # a graph that outputs the anomaly map itself (synth-seg) needs no score head: the scorer reads its map
-    fuse = opts.fused and output_name != "error_map"
+    # a graph that outputs the anomaly map (synth-seg, feat-map) or the score (feat-vae) itself needs no
+    # score head: the scorer reads its output
+    fuse = opts.fused and output_name not in SELF_SCORED
     if opts.fused and not fuse:
-        result.notes.append("the graph outputs the anomaly map itself: no score head is appended")
-    spec = ScoreSpec.from_bundle(bundle)
+        result.notes.append(f"the graph outputs {SELF_SCORED[output_name]} itself: no score head is appended")
+    spec = ScoreSpec.from_bundle(bundle) if fuse else None
     # the score each sample gets when deployed (map score for image bundles with map scoring)
     plain_scorer = _scorer(bundle, output_name, None)
     deployed = {name: plain_scorer(x, {output_name: reference[name]}).scores for name, x in sets}
@@ -209,7 +214,7 @@ def _export_torch(
             half = append_score_head(half, spec, input_name, output_name)
         half = check_graph(half, FP16_FILE)
         session = onnx_session(half, fp16=True)
-        half_scorer = _scorer(bundle, output_name, spec.outputs if fuse else None)
+        half_scorer = _scorer(bundle, output_name, spec.outputs if spec is not None else None)
         scores16 = {}
         for name, x in sets:
             out = run_onnx(session, x)
@@ -229,7 +234,7 @@ def _export_torch(
         "fp32_file": FP32_FILE,
         "input": input_name,
         "output": output_name,
-        "fused": spec.outputs if fuse else None,
+        "fused": spec.outputs if spec is not None else None,
         "fp16_file": FP16_FILE if make_fp16 else None,
         "opset": opset_of(base),
         "simplified": bool(result.simplified and result.simplified["kept"]),

@@ -20,7 +20,7 @@ def export_onnx(model: Any, path: Path, seed: int = 0) -> dict[str, Any]:
     """Write `model.onnx` (input `input`, output `reconstruction`/`embedding`); return parity numbers.
 
     Uses the legacy TorchScript exporter (fast, opset 17); the graph is checked with ONNX Runtime on a random
-    batch and must match torch to 1e-4.
+    batch and must match torch to 1e-4 (relative, for outputs beyond 1).
     """
     import onnxruntime as ort
     import torch
@@ -51,7 +51,8 @@ def export_onnx(model: Any, path: Path, seed: int = 0) -> dict[str, Any]:
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run([out], {INPUT_NAME: sample})[0]
     diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
-    if not diff <= 1e-4:
+    scale = max(1.0, float(np.max(np.abs(expected))))  # outputs that are scores can be far from 1
+    if not diff <= 1e-4 * scale:
         raise EdgeanomError(
             f"ONNX export of {model.type_name} does not match torch (max abs diff {diff:.3g}, "
             f"shapes {got.shape} vs {expected.shape})"

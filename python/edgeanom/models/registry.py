@@ -21,7 +21,7 @@ T = TypeVar("T")
 _MODELS: dict[str, Any] = {}
 _discovered = False
 # Modules of the package that hold no model (imported on demand by their users, not by discovery).
-_NOT_FAMILIES = frozenset({"registry", "base", "checkpoint", "onnx_export"})
+_NOT_FAMILIES = frozenset({"registry", "base", "checkpoint", "onnx_export", "backbones"})
 PACKED_FRAMES = "packed-frames"  # default_for key: image input whose channels are packed frames
 
 
@@ -41,6 +41,11 @@ class ModelInfo:
     weight_decay = 0.0
     score_metric = "mse"  # how the output becomes a score ("model": the output is the score)
     scores_maps = False  # image inputs: the per-pixel error map is blurred, normalised and reduced
+    packed_frames = 3  # frames packed per input with --frame-pack (video models)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Checks of resolved hyper-parameters that must fail before any data is read (files they name)."""
 
     def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
         """The bundle's `score` section; a model that needs extra files (a centre) writes them to `folder`."""

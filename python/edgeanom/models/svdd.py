@@ -77,15 +77,18 @@ class DeepSVDD(AnomalyModel):
 
     @torch.no_grad()
     def prepare(self, batches: Callable[[], Any]) -> None:
-        """c = mean embedding of the training data; tiny coordinates are pushed to +-eps (avoids collapse)."""
-        total, count = None, 0
-        for x in batches():
-            z = self(x).sum(dim=0)
-            total = z if total is None else total + z
-            count += x.shape[0]
-        if total is None:
-            return
-        c = total / max(count, 1)
-        eps = float(self.params["eps"])
-        c = torch.where(c.abs() < eps, torch.where(c < 0, -eps, eps).to(c), c)
-        self.center.copy_(c)
+        self.center.copy_(svdd_center(self, batches, float(self.params["eps"])))
+
+
+@torch.no_grad()
+def svdd_center(model: nn.Module, batches: Callable[[], Any], eps: float) -> torch.Tensor:
+    """c = mean embedding of the training data; tiny coordinates are pushed to +-eps (avoids collapse)."""
+    total, count = None, 0
+    for x in batches():
+        z = model(x).sum(dim=0)
+        total = z if total is None else total + z
+        count += x.shape[0]
+    if total is None:
+        return model.center.clone()
+    c = total / max(count, 1)
+    return torch.where(c.abs() < eps, torch.where(c < 0, -eps, eps).to(c), c)

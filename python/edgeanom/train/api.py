@@ -27,9 +27,11 @@ from edgeanom.calibration import calibrate, check_labels, parse_method
 from edgeanom.errors import EdgeanomError
 from edgeanom.fileio import check_output_dir
 from edgeanom.models import default_model, get_model, model_kinds
+from edgeanom.models.registry import resolve_params
 from edgeanom.train.config import DEFAULT_THRESHOLD, TrainOptions, build_options, resolve_threads
 from edgeanom.train.prepare import (
     Prepared,
+    frame_pack_count,
     frame_pack_spacing,
     prepare_images,
     prepare_vectors,
@@ -70,14 +72,22 @@ def train_bundle(
     packing = frame_pack_spacing(opts) > 0
     if packing and kind != "image":
         raise EdgeanomError(f"--frame-pack packs video frames, but the data are {kind}s")
+    if not packing and opts.pack_frames is not None:
+        raise EdgeanomError(
+            f"--pack-frames {opts.pack_frames} needs --frame-pack S (the spacing of the frames)"
+        )
     model_type = opts.model or default_model(kind, packed_frames=packing)
     if kind not in model_kinds(model_type):
         raise EdgeanomError(
             f"model {model_type!r} takes {' or '.join(model_kinds(model_type))} input, the data are {kind}s"
         )
+    model_cls = get_model(model_type)
+    model_cls.check_params(resolve_params(model_type, opts.params, model_cls.defaults))
     if opts.threshold is None:
         opts.threshold = DEFAULT_THRESHOLD[kind]
     parse_method(opts.threshold)
+    if packing and opts.pack_frames is None:
+        opts.pack_frames = model_cls.packed_frames  # the clip length the model reads (3 unless it says)
     prepared = _prepare(kind, opts, model_type, data, frames, table, series, labels)
     if opts.val_data is not None:
         _add_validation_data(prepared, opts)
@@ -133,10 +143,12 @@ def _image_records(source: Any, labels: Any, opts: TrainOptions) -> tuple[Any, b
         )
         if not spacing:
             return folder, folder.ordered, str(source), lambda: folder.skipped
-        packed = loaders.packed_records(folder, spacing)
+        packed = loaders.packed_records(folder, spacing, frame_pack_count(opts))
         return _keep_every(packed, step, opts.max_frames), True, str(source), lambda: folder.skipped
     if spacing:
-        packed = loaders.packed_records(loaders.memory_frames(list(source), labels), spacing)
+        packed = loaders.packed_records(
+            loaders.memory_frames(list(source), labels), spacing, frame_pack_count(opts)
+        )
         return _keep_every(packed, step, opts.max_frames), True, "frames", list
     frames = list(source)[::step]
     y = None if labels is None else list(labels)[::step]
@@ -193,7 +205,8 @@ def _add_validation_data(prepared: Prepared, opts: TrainOptions) -> None:
     if prepared.kind == "image":
         spec = prepared.preprocess["image"]
         records, _, _, _ = _image_records(opts.val_data, opts.val_labels, opts)
-        x, recs, _ = preprocess_frames(records, tuple(spec["size"]), spec["color"])
+        frames = (spec.get("pack") or {}).get("frames", 0)
+        x, recs, _ = preprocess_frames(records, tuple(spec["size"]), spec["color"], frames)
         y = np.array([r.label or 0 for r in recs], dtype=np.int8)
     else:
         scaler = FeatureScaler.from_json(prepared.preprocess["scaler"])

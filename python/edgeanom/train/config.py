@@ -38,6 +38,7 @@ class TrainOptions:
     color: str = "auto"  # auto | gray | rgb
     frame_step: int = 1
     frame_pack: int = 0  # S > 0: pack grey frames t-2S, t-S, t as channels (video models); 0: off
+    pack_frames: Optional[int] = None  # frames packed with --frame-pack (default: what the model reads, 3)
     max_frames: Optional[int] = None
     blur_sigma: Optional[float] = None  # default: 2 * min(H, W) / 128
     map_mode: str = "topk_mean"

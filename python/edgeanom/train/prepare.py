@@ -91,9 +91,23 @@ def frame_pack_spacing(opts: TrainOptions) -> int:
         raise EdgeanomError(f"--frame-pack must be >= 1 (0: off), got {spacing}")
     if spacing and opts.color not in ("auto", "rgb"):
         raise EdgeanomError(
-            f"--frame-pack packs three grey frames as the RGB channels: use --color rgb (or auto), not {opts.color!r}"
+            f"--frame-pack packs grey frames as the channels: use --color rgb (or auto), not {opts.color!r}"
         )
     return spacing
+
+
+def frame_pack_count(opts: TrainOptions) -> int:
+    """How many frames --frame-pack packs (--pack-frames; 3 unless the model reads longer clips)."""
+    from edgeanom.preprocess import MAX_PACKED_FRAMES
+
+    value = 3 if opts.pack_frames is None else opts.pack_frames
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise EdgeanomError(f"--pack-frames must be a whole number of frames, got {value!r}") from None
+    if not 2 <= count <= MAX_PACKED_FRAMES:
+        raise EdgeanomError(f"--pack-frames must be in [2, {MAX_PACKED_FRAMES}], got {count}")
+    return count
 
 
 def size_from_frames(frames: list[np.ndarray]) -> tuple[int, int]:
@@ -107,12 +121,13 @@ def size_from_frames(frames: list[np.ndarray]) -> tuple[int, int]:
 
 
 def preprocess_frames(
-    records: Iterable[FrameRecord], size: Optional[tuple[int, int]], color: str
+    records: Iterable[FrameRecord], size: Optional[tuple[int, int]], color: str, packed: int = 0
 ) -> tuple[np.ndarray, list[FrameRecord], str]:
     """Decode-order records -> (N, C, H, W) float32 via ImagePreprocessor; frames are dropped after use.
 
     `color='auto'` picks gray when the first frames have no colour; `size` None picks it from the first
-    frames (`size_from_frames`). Returned records keep metadata only.
+    frames (`size_from_frames`). `packed` = T: the records hold frames packed T to a sample (`FramePacker`).
+    Returned records keep metadata only.
     """
     it: Iterator[FrameRecord] = iter(records)
     head = list(itertools.islice(it, 8))
@@ -122,7 +137,7 @@ def preprocess_frames(
         size = size_from_frames([r.frame for r in head])
     if color == "auto":
         color = "gray" if is_gray_content([r.frame for r in head]) else "rgb"
-    pre = ImagePreprocessor(size, color)
+    pre = ImagePreprocessor(size, color, packed)
     chunks: list[np.ndarray] = []
     kept: list[FrameRecord] = []
     pending: list[FrameRecord] = []
@@ -150,7 +165,10 @@ def prepare_images(
     spacing = frame_pack_spacing(opts)
     try:
         x, recs, color = preprocess_frames(
-            records, image_size(opts.image_size), "rgb" if spacing else opts.color
+            records,
+            image_size(opts.image_size),
+            "rgb" if spacing else opts.color,
+            frame_pack_count(opts) if spacing else 0,
         )
     except EdgeanomError as exc:
         if str(exc) != "no frames could be decoded":
@@ -181,7 +199,7 @@ def prepare_images(
     }
     return Prepared(
         kind="image",
-        shape=(1 if color == "gray" else 3, h, w),
+        shape=(int(x.shape[1]), h, w),
         train_x=x[normal[tr]],
         val_x=x[normal[va]],
         val_anomalous_x=x[anomalous] if anomalous.size else None,
@@ -189,7 +207,7 @@ def prepare_images(
             "image": {
                 "size": [h, w],
                 "color": color,
-                **({"pack": {"frames": 3, "spacing": spacing}} if spacing else {}),
+                **({"pack": {"frames": frame_pack_count(opts), "spacing": spacing}} if spacing else {}),
             },
             "scaler": None,
             "window": None,
