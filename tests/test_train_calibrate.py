@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,41 @@ def test_eval_reports_recall_at_far_and_whether_the_calibrated_rate_held(tmp_pat
     assert calibration_check(tail, 0, 302)["held"]  # none of 302 is consistent with 1e-8 .. 2.4%
     assert not calibration_check(tail, 30, 302)["held"]  # 10% is not
     assert calibration_check(tail, 3, 302)["seen_interval_90"][0] > 0
+
+
+def test_fold_indices_partition_the_training_data() -> None:
+    from edgeanom.train.api import fold_indices
+
+    for n, k, ordered in ((10, 3, True), (31, 5, False), (4, 2, False)):
+        parts = fold_indices(n, k, ordered, seed=0)
+        assert len(parts) == k and sorted(np.concatenate(parts).tolist()) == list(range(n))
+        if ordered:  # contiguous blocks: neighbouring frames share a fold
+            assert all(np.all(np.diff(p) == 1) for p in parts)
+    assert not np.array_equal(fold_indices(31, 5, False, 0)[0], fold_indices(31, 5, False, 1)[0])
+
+
+def test_out_of_fold_scores_join_the_calibration(tmp_path: Path) -> None:
+    """--folds 3: every training image gets a score from a model that never saw it, and the threshold is
+    calibrated on held-out + out-of-fold scores (recorded in the bundle)."""
+    import cv2
+
+    from edgeanom.train.api import train_bundle
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(30):
+        img = (120 + 40 * np.sin(np.arange(32) / 3.0)[None, :] + rng.normal(0, 8, (32, 32))).clip(0, 255)
+        cv2.imwrite(str(folder / f"{i:02d}.png"), img.astype(np.uint8))
+    common = {"image_size": 32, "epochs": 2, "threads": 1, "progress": False, "channels": [8, 8], "latent": 8}
+    plain = train_bundle(folder, model="conv-ae", out=tmp_path / "plain", **common)
+    folded = train_bundle(folder, model="conv-ae", out=tmp_path / "folded", folds=3, **common)
+    n_train, n_val = folded.meta["data"]["n_train"], folded.meta["data"]["n_val_normal"]
+    assert plain.meta["threshold"]["stats"]["n"] == n_val
+    stats = folded.meta["threshold"]["stats"]
+    assert stats["n"] == n_val + n_train and stats["out_of_fold"] == {"folds": 3, "n_scores": n_train}
+    assert folded.meta["data"]["fingerprint"] == plain.meta["data"]["fingerprint"]  # same final model data
+    with pytest.raises(EdgeanomError, match=r"--folds must be 0 \(off\) or in \[2, 20\], got 1"):
+        train_bundle(folder, model="conv-ae", out=tmp_path / "bad", folds=1, **common)
+    with pytest.raises(EdgeanomError, match="'iforest' is fitted once"):
+        train_bundle(table=rng.normal(size=(50, 3)), model="iforest", out=tmp_path / "bad", folds=3)

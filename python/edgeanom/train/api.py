@@ -10,6 +10,7 @@ so an existing bundle is never left half-overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -83,6 +84,7 @@ def train_bundle(
         )
     model_cls = get_model(model_type)
     model_cls.check_params(resolve_params(model_type, opts.params, model_cls.defaults))
+    _check_folds(opts.folds, model_type, model_cls.family)
     if opts.threshold is None:
         opts.threshold = DEFAULT_THRESHOLD[kind]
     parse_method(opts.threshold)
@@ -93,6 +95,17 @@ def train_bundle(
         _add_validation_data(prepared, opts)
     check_labels(opts.threshold, 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x))
     return _train_and_write(prepared, opts, model_type)
+
+
+def _check_folds(value: Any, model_type: str, family: str) -> None:
+    try:
+        folds = int(value or 0)
+    except (TypeError, ValueError):
+        raise EdgeanomError(f"--folds must be a whole number, got {value!r}") from None
+    if folds and not 2 <= folds <= 20:
+        raise EdgeanomError(f"--folds must be 0 (off) or in [2, 20], got {folds}")
+    if folds and family != "torch":
+        raise EdgeanomError(f"--folds retrains torch models; {model_type!r} is fitted once, use --folds 0")
 
 
 def _input_kind(opts: TrainOptions, data: Any, frames: Any, table: Any, series: Any) -> str:
@@ -259,7 +272,8 @@ def _train_and_write(prepared: Prepared, opts: TrainOptions, model_type: str) ->
             _fit_statistical(prepared, opts, model_type, staging, bundle.meta)
         else:
             _fit_torch(prepared, opts, model_type, staging, bundle.meta)
-        _calibrate(bundle, prepared, opts)
+        extra = _out_of_fold_scores(prepared, opts, model_type, staging, bundle.meta["score"]["map"])
+        _calibrate(bundle, prepared, opts, extra)
         _keep_holdout(bundle, prepared, opts)
         bundle.save()
         _publish(staging, out)
@@ -381,11 +395,13 @@ def _fit_statistical(
     meta["onnx"] = onnx_section("score", parity=parity)
 
 
-def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
-    """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics.
+def _scores_of(
+    bundle: Bundle, prepared: Prepared, opts: TrainOptions, train_x: np.ndarray, *sets: Optional[np.ndarray]
+) -> list[Optional[np.ndarray]]:
+    """Score `sets` through ONNX Runtime + the C++ scorer exactly as `run` will.
 
-    Image bundles with a map score first get per-pixel map normalisation from the training images
-    (`map_normalize`, on by default), so the threshold is calibrated on normalised scores.
+    Image bundles with a map score first get per-pixel map normalisation from `train_x` (the images the
+    model was trained on; `map_normalize`, on by default), so scores are normalised ones.
     """
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
     from edgeanom.inference import score_arrays
@@ -397,14 +413,67 @@ def _calibrate(bundle: Bundle, prepared: Prepared, opts: TrainOptions) -> None:
         if opts.map_normalize and (bundle.meta["score"] or {}).get("map"):
             from edgeanom.train.map_norm import fit_map_normalisation
 
-            fit_map_normalisation(bundle, runner, prepared.train_x, batch_size=batch, seed=int(opts.seed))
-        normal = score_arrays(bundle, runner, prepared.val_x, batch, preprocessed=True).scores
-        anomalous = (
-            score_arrays(bundle, runner, prepared.val_anomalous_x, batch, preprocessed=True).scores
-            if prepared.val_anomalous_x is not None
-            else None
-        )
+            fit_map_normalisation(bundle, runner, train_x, batch_size=batch, seed=int(opts.seed))
+        return [
+            None if x is None else score_arrays(bundle, runner, x, batch, preprocessed=True).scores
+            for x in sets
+        ]
+
+
+def fold_indices(n: int, folds: int, ordered: bool, seed: int) -> list[np.ndarray]:
+    """`folds` disjoint index sets covering range(n): contiguous blocks for ordered data (a frame and its
+    neighbours mostly share a fold, so a fold model has not seen near-copies of what it scores), else a
+    seeded random partition."""
+    order = np.arange(n) if ordered else np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def _out_of_fold_scores(
+    prepared: Prepared,
+    opts: TrainOptions,
+    model_type: str,
+    staging: Path,
+    score_map: Optional[dict[str, Any]],
+) -> Optional[np.ndarray]:
+    """`--folds K`: train K models, each without one fold of the training data, and score that fold with it.
+
+    Every training sample then has a score from a model that never saw it, so calibration sees hundreds of
+    normal scores instead of the tens held out (images). Costs K more trainings; torch models only.
+    """
+    folds = int(opts.folds or 0)
+    if folds == 0:
+        return None
+    n = len(prepared.train_x)
+    if n < 2 * folds:
+        raise EdgeanomError(f"--folds {folds} needs at least {2 * folds} training samples, got {n}")
+    ordered = prepared.info.get("split") == "temporal" or prepared.kind == "window"
+    scores = np.empty(n, dtype=np.float32)
+    for i, held in enumerate(fold_indices(n, folds, ordered, int(opts.seed))):
+        keep = np.setdiff1d(np.arange(n), held)
+        part = dataclasses.replace(prepared, train_x=prepared.train_x[keep], info={"score_map": score_map})
+        folder = Path(tempfile.mkdtemp(dir=staging, prefix=f"fold{i}-"))
+        try:
+            fold_bundle = _new_bundle(folder, part, model_type)
+            _fit_torch(part, opts, model_type, folder, fold_bundle.meta)
+            scores[held] = _scores_of(fold_bundle, part, opts, part.train_x, prepared.train_x[held])[0]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return scores
+
+
+def _calibrate(
+    bundle: Bundle, prepared: Prepared, opts: TrainOptions, out_of_fold: Optional[np.ndarray] = None
+) -> None:
+    """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics;
+    out-of-fold scores of the training data (`--folds`) join the held-out ones."""
+    held_out, anomalous = _scores_of(
+        bundle, prepared, opts, prepared.train_x, prepared.val_x, prepared.val_anomalous_x
+    )
+    assert held_out is not None
+    normal = held_out if out_of_fold is None else np.concatenate([held_out, out_of_fold])
     threshold = calibrate(opts.threshold, normal, anomalous)
+    if out_of_fold is not None:
+        threshold.stats["out_of_fold"] = {"folds": int(opts.folds), "n_scores": int(out_of_fold.size)}
     bundle.meta["threshold"] = threshold.to_json()
     if bundle.input_kind in ("window", "vector"):  # sensor and table bundles judge scores adaptively at run
         window = (bundle.meta["preprocess"].get("window") or {}).get("length")

@@ -32,6 +32,9 @@ class TrainOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: Optional[int] = None  # torch/ORT CPU threads (default: min(2, cores))
     val_fraction: float = 0.2
+    folds: int = (
+        0  # K >= 2: K extra trainings give every training sample an out-of-fold score for calibration
+    )
     threshold: Optional[str] = None  # None: fpr:0.01 for images, percentile:99 otherwise (DEFAULT_THRESHOLD)
     # images
     image_size: Optional[Any] = None  # int or [H, W]; default 128
