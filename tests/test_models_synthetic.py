@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from edgeanom.bundle import load_bundle
 from edgeanom.models import build_model
 from edgeanom.models.synthetic import blob_masks, synthesize
 
@@ -74,7 +75,11 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     assert report["auroc"] > 0.9, report
     result = export_bundle(bundle.path, ExportOptions(fp16=True))
     assert all(r.ok is not False for r in result.parity)
-    assert "the anomaly map itself: no score head" in " ".join(result.notes)
+    # the graph's own map gets the blur, normalisation and top-k appended: the engine's score is run's score
+    assert "fused" in result.files and load_bundle(bundle.path).onnx["fused"]["map_scored"]
+    assert any(r.what == "fused map score vs C++ core" and r.ok for r in result.parity)
+    again = evaluate_bundle(bundle.path, tmp_path / "test", plots=False)
+    assert abs(again["auroc"] - report["auroc"]) < 1e-9
     events = tmp_path / "e.jsonl"
     opts = RunOptions(
         model=bundle.path, images=[tmp_path / "test" / "spot"], events=events, status_interval=0

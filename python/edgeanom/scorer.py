@@ -43,7 +43,11 @@ class Scorer:
         self.fused_score = fused.get("score")
         # a model whose graph outputs the anomaly map itself (synth-seg) is scored like a fused map
         self.fused_map = fused.get("error_map") or ("error_map" if self.output_name == "error_map" else None)
-        self.map_mean, self.map_scale = _map_normalisation(bundle, self.map)
+        # the graph blurs, normalises and reduces the map itself: its score and map are final
+        self.map_scored = (
+            bool(fused.get("map_scored")) and bool(self.fused_score) and bool(fused.get("error_map"))
+        )
+        self.map_mean, self.map_scale = map_normalisation(bundle, self.map)
 
     def needs_input(self, output_names: Iterable[str]) -> bool:
         """Whether scoring these outputs needs the preprocessed input too.
@@ -59,6 +63,9 @@ class Scorer:
         return self.center is None and self.output_name != "score"
 
     def __call__(self, x: Optional[np.ndarray], outputs: dict[str, np.ndarray]) -> ScoreResult:
+        if self.map_scored and self.fused_score in outputs and self.fused_map in outputs:
+            scores = np.ascontiguousarray(outputs[self.fused_score], dtype=np.float32).reshape(-1)
+            return ScoreResult(scores, np.ascontiguousarray(outputs[self.fused_map], dtype=np.float32))
         if self.map:
             sigma = float(self.map.get("blur_sigma", 0.0))
             if self.fused_map and self.fused_map in outputs:
@@ -81,7 +88,7 @@ class Scorer:
         return ScoreResult(scoring.reconstruction_error(x, out, metric=self.metric, weights=self.weights))
 
 
-def _map_normalisation(
+def map_normalisation(
     bundle: Bundle, spec: Optional[dict]
 ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """Optional per-pixel statistics of normal blurred error maps (`score.map.normalize`: {"mean", "scale"}

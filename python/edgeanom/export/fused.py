@@ -7,7 +7,13 @@ FP32 output feeds it), and computes exactly what the C++ core (`edgeanom.scoring
 - ``mse``/``mae``: mean of (w *) d^2 / |d| over all elements of a sample; ``sse``: the sum; ``rmse``:
   sqrt(mse); ``max``: the largest w * |d|. d = input - reconstruction, w the optional per-element weights.
 - Deep SVDD: the squared distance of the embedding to the centre (``sse`` against a broadcast centre).
-- ``error_map`` [N, H, W]: channel mean of d^2, before any blur (the Scorer blurs with `scoring.blur_maps`).
+- Image bundles that score a map (`score.map`): the whole map score is in the graph, so an engine served as
+  it is (trtexec, Triton, DeepStream) gives the number `run` gives. The map (channel mean of d^2, or the
+  model's own `error_map` output) is blurred (the core's separable Gaussian: scipy's "reflect" border as a
+  Gather of precomputed rows/columns, then a K x 1 and a 1 x K convolution), normalised per pixel with the
+  bundle's constants, and reduced (top-k mean with TopK + ReduceMean, or the max); ``error_map`` is then the
+  final map and ``score`` its score (`onnx.fused.map_scored`).
+- Without a map, ``error_map`` [N, H, W] (images) is the channel mean of d^2 before any blur.
 - A non-finite sample scores +inf (and a non-finite pixel maps to +inf), the core's policy.
 
 Head nodes and tensors are named ``score_head/...`` so TensorRT 10 builds can pin them to FP32.
@@ -36,6 +42,18 @@ METRICS = ("mse", "mae", "sse", "rmse", "max")
 
 
 @dataclass(frozen=True)
+class MapHead:
+    """How an image bundle's map becomes its score (the bundle's `score.map`), for the graph to compute."""
+
+    blur_sigma: float
+    mode: str  # "topk_mean" | "max"
+    k: int
+    mean: Optional[np.ndarray] = None  # [H, W] per-pixel normalisation (score.map.normalize)
+    scale: Optional[np.ndarray] = None
+    from_output: bool = False  # the model outputs the map itself (synth-seg, feat-map)
+
+
+@dataclass(frozen=True)
 class ScoreSpec:
     """How a sample's score is computed from the model output (mirrors the bundle's `score` section)."""
 
@@ -43,6 +61,7 @@ class ScoreSpec:
     weights: Optional[np.ndarray] = None  # per-sample shape, multiplies d^2 / |d|
     center: Optional[np.ndarray] = None  # Deep SVDD centre, [1, D]
     error_map: bool = False  # image reconstruction models: also output the per-pixel map
+    map: Optional[MapHead] = None  # the map score in the graph: `score` is then the map's score
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -50,23 +69,42 @@ class ScoreSpec:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> ScoreSpec:
+        from edgeanom.scorer import map_normalisation
+
         spec = bundle.score
         center = bundle.center()
         weights = spec.get("weights")
         if center is not None:
             return cls(metric="sse", center=center)
+        head = None
+        if spec.get("map"):
+            m = spec["map"]
+            mean, scale = map_normalisation(bundle, m)
+            head = MapHead(
+                blur_sigma=float(m.get("blur_sigma", 0.0)),
+                mode=str(m.get("mode", "topk_mean")),
+                k=int(m.get("k", 1)),
+                mean=mean,
+                scale=scale,
+                from_output=bundle.onnx.get("output") == MAP_OUTPUT,
+            )
         return cls(
-            metric=str(spec.get("metric", "mse")),
+            metric=str(spec.get("metric", "mse")) if spec.get("metric", "mse") in METRICS else "mse",
             weights=None
             if weights is None
             else np.asarray(weights, dtype=np.float32).reshape(bundle.input_shape),
             error_map=bundle.input_kind == "image",
+            map=head,
         )
 
     @property
-    def outputs(self) -> dict[str, Optional[str]]:
-        """The bundle's `onnx.fused` record: output names of the fused graph."""
-        return {"score": SCORE_OUTPUT, "error_map": MAP_OUTPUT if self.error_map else None}
+    def outputs(self) -> dict[str, Any]:
+        """The bundle's `onnx.fused` record: output names of the fused graph (`map_scored`: the score and
+        map are final, blurred, normalised and reduced in the graph)."""
+        record: dict[str, Any] = {"score": SCORE_OUTPUT, "error_map": MAP_OUTPUT if self.error_map else None}
+        if self.map is not None:
+            record["map_scored"] = True
+        return record
 
 
 class _HeadBuilder:
@@ -95,6 +133,14 @@ class _HeadBuilder:
         out = output or self.name(label)
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(label), **attrs))
         return out
+
+    def op2(self, op_type: str, inputs: list[str], label: str, **attrs: Any) -> str:
+        """A node with two outputs (TopK: values, indices); returns the first."""
+        from onnx import helper
+
+        outs = [self.name(label), self.name(f"{label}_second")]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.name(label), **attrs))
+        return outs[0]
 
     def reduce(self, op_type: str, x: str, axis: int, label: str, output: Optional[str] = None) -> str:
         """Reduce over one axis without keeping it. ReduceSum takes axes as an input since opset 13,
@@ -138,6 +184,11 @@ def append_score_head(
         raise EdgeanomError(f"model has no input '{input_name}'")
     if SCORE_OUTPUT in outputs or any(n.name.startswith(HEAD_PREFIX) for n in graph.node):
         raise EdgeanomError("model already has a fused score head")
+    if output_name == MAP_OUTPUT:  # the model's own map (synth-seg): the head's final map takes its name
+        model = _renamed_output(model, output_name, "model_" + output_name)
+        graph = model.graph
+        output_name = "model_" + output_name
+        outputs = {o.name: o for o in graph.output}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         raise EdgeanomError(f"model opset {opset} is too old for the fused score head (need >= 13)")
@@ -148,7 +199,11 @@ def append_score_head(
         raw = h.op("Cast", [output_name], "output_fp32", to=TensorProto.FLOAT)
 
     new_outputs = []
-    if spec.center is not None:
+    if spec.map is not None and spec.map.from_output:  # the model's output is the map: score it
+        dims = _dims(graph, input_name)
+        _map_score_head(h, raw, spec.map, dims[2], dims[3])
+        new_outputs.append(helper.make_tensor_value_info(MAP_OUTPUT, TensorProto.FLOAT, ["batch", *dims[2:]]))
+    elif spec.center is not None:
         center = h.const("center", np.asarray(spec.center, dtype=np.float32).reshape(1, -1))
         flat = h.op("Flatten", [raw], "flatten", axis=1)
         diff = h.op("Sub", [flat, center], "diff")
@@ -177,15 +232,19 @@ def append_score_head(
             if spec.metric == "rmse":
                 value = h.op("Sqrt", [value], "sqrt")
             check = value
-        h.non_finite_to_inf(value, check, "score", SCORE_OUTPUT)
+        if spec.map is None:
+            h.non_finite_to_inf(value, check, "score", SCORE_OUTPUT)
         if spec.error_map:
             sq = sq if sq is not None else h.op("Mul", [diff, diff], "sq")
-            channels = _dims(graph, input_name)[1]
+            dims = _dims(graph, input_name)
             csum = h.reduce("ReduceSum", sq, 1, "channel_sum")
             cmean = h.op(
-                "Mul", [csum, h.const("inv_channels", np.array(1.0 / channels, dtype=np.float32))], "map"
+                "Mul", [csum, h.const("inv_channels", np.array(1.0 / dims[1], dtype=np.float32))], "map"
             )
-            h.non_finite_to_inf(cmean, cmean, "error_map", MAP_OUTPUT)
+            if spec.map is not None:
+                _map_score_head(h, cmean, spec.map, dims[2], dims[3])
+            else:
+                h.non_finite_to_inf(cmean, cmean, "error_map", MAP_OUTPUT)
             new_outputs.append(
                 helper.make_tensor_value_info(
                     MAP_OUTPUT, TensorProto.FLOAT, ["batch", *_dims(graph, input_name)[2:]]
@@ -200,6 +259,73 @@ def append_score_head(
     del fused.graph.output[:]
     fused.graph.output.extend(new_outputs)
     return fused
+
+
+def _renamed_output(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:
+    """A copy of `model` whose tensor `old` (a graph output) is called `new` everywhere."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+    for out in copy.graph.output:
+        if out.name == old:
+            out.name = new
+    return copy
+
+
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """The core's blur kernel (csrc/blur.hpp): radius int(4 sigma + 0.5), normalised in float64, then
+    float32; [1.0] when the radius is 0."""
+    r = int(4.0 * sigma + 0.5) if sigma > 0 else 0
+    if r == 0:
+        return np.ones(1, dtype=np.float32)
+    x = np.arange(2 * r + 1, dtype=np.float64) - r
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    return (phi / phi.sum()).astype(np.float32)
+
+
+def reflect_rows(n: int, r: int) -> np.ndarray:
+    """Indices of a length-n axis padded by r on each side with scipy's "reflect" (d c b a | a b c d | ...),
+    repeated as the core does when r exceeds n."""
+    i = np.arange(-r, n + r)
+    m = np.mod(i, 2 * n)
+    return np.where(m < n, m, 2 * n - 1 - m).astype(np.int64)
+
+
+def _map_score_head(h: _HeadBuilder, raw_map: str, head: MapHead, height: int, width: int) -> None:
+    """[N, H, W] map -> blurred, normalised `error_map` and its `score`, as `scoring.blur_maps`,
+    the Scorer's normalisation and `scoring.map_score` compute them."""
+    nan_free = h.non_finite_to_inf(raw_map, raw_map, "map_in", h.name("map_in"))
+    taps = gaussian_taps(head.blur_sigma)
+    current = nan_free
+    if taps.size > 1:
+        r = (taps.size - 1) // 2
+        axis1 = h.const("blur_channel_axis", np.array([1], dtype=np.int64))
+        x4 = h.op("Unsqueeze", [current, axis1], "blur_in")  # [N, 1, H, W]
+        rows = h.op("Gather", [x4, h.const("blur_rows", reflect_rows(height, r))], "blur_pad_h", axis=2)
+        x4 = h.op("Conv", [rows, h.const("blur_kernel_h", taps.reshape(1, 1, -1, 1))], "blur_h")
+        cols = h.op("Gather", [x4, h.const("blur_cols", reflect_rows(width, r))], "blur_pad_w", axis=3)
+        x4 = h.op("Conv", [cols, h.const("blur_kernel_w", taps.reshape(1, 1, 1, -1))], "blur_w")
+        blurred = h.op("Squeeze", [x4, axis1], "blur_out")
+        current = h.non_finite_to_inf(blurred, blurred, "blurred", h.name("blurred"))
+    if head.mean is not None and head.scale is not None:
+        centred = h.op("Sub", [current, h.const("map_mean", head.mean.astype(np.float32))], "map_centred")
+        current = h.op(
+            "Mul", [centred, h.const("map_scale", head.scale.astype(np.float32))], "map_normalised"
+        )
+    final = h.op("Identity", [current], "final_map", MAP_OUTPUT)
+    flat = h.op("Flatten", [final], "map_flat", axis=1)
+    pixels = height * width
+    if head.mode == "max":
+        value = h.reduce("ReduceMax", flat, 1, "map_max")
+    else:
+        k = max(1, min(int(head.k), pixels))
+        top = h.op2("TopK", [flat, h.const("topk_k", np.array([k], dtype=np.int64))], "map_topk", axis=1)
+        value = h.reduce("ReduceMean", top, 1, "map_topk_mean")
+    h.non_finite_to_inf(value, value, "score", SCORE_OUTPUT)
 
 
 def _dims(graph: Any, name: str) -> list[int]:

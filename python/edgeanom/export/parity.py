@@ -58,8 +58,20 @@ def compare(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
     return max_abs, (max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")))
 
 
-def row(what: str, inputs: str, ref: np.ndarray, got: np.ndarray, tol: Optional[float] = None) -> ParityRow:
+def row(
+    what: str,
+    inputs: str,
+    ref: np.ndarray,
+    got: np.ndarray,
+    tol: Optional[float] = None,
+    scale: Optional[float] = None,
+) -> ParityRow:
+    """A parity row; `scale` replaces max |ref| as the denominator of the relative error when the values
+    are an amplified copy of a quantity whose float32 resolution is what can be asked for (a map normalised
+    per pixel by factors up to 10^4: both the graph and the core round the map before it is amplified)."""
     max_abs, max_rel = compare(ref, got)
+    if scale is not None and np.isfinite(max_abs):
+        max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     return ParityRow(
         what, inputs, int(np.asarray(ref).shape[0]) if np.ndim(ref) else 1, max_abs, max_rel, tol
     )

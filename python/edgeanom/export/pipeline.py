@@ -170,9 +170,9 @@ def _export_torch(
     save_model(base, bundle.path / FP32_FILE)
     result.files["fp32"] = FP32_FILE
 
-    # a graph that outputs the anomaly map (synth-seg, feat-map) or the score (feat-vae) itself needs no
-    # score head: the scorer reads its output
-    fuse = opts.fused and output_name not in SELF_SCORED
+    # a graph that outputs the score itself (feat-vae, clip-lstm) needs no score head; one that outputs the
+    # anomaly map (synth-seg, feat-map) gets the map's blur, normalisation and reduction appended
+    fuse = opts.fused and (output_name not in SELF_SCORED or bool(bundle.score.get("map")))
     if opts.fused and not fuse:
         result.notes.append(f"the graph outputs {SELF_SCORED[output_name]} itself: no score head is appended")
     spec = ScoreSpec.from_bundle(bundle) if fuse else None
@@ -180,12 +180,22 @@ def _export_torch(
     plain_scorer = _scorer(bundle, output_name, None)
     deployed = {name: plain_scorer(x, {output_name: reference[name]}).scores for name, x in sets}
     if fuse:
-        core = {name: _core_scores(spec, x, reference[name]) for name, x in sets}
+        core = {name: _core_scores(spec, x, reference[name]) for name, x in sets if spec.map is None}
         fused = check_graph(append_score_head(base, spec, input_name, output_name), FUSED_FILE)
         session = onnx_session(fused)
         fused_scorer = _scorer(bundle, output_name, spec.outputs)
         for name, x in sets:
             out = run_onnx(session, x)
+            if spec.map is not None:  # the whole map score is in the graph: compare it with the core's
+                # on the FP32 graph's own output, so the row measures the head (graph vs torch is above)
+                ref = plain_scorer(x, {output_name: fp32_outputs[name]})
+                resolution = _map_resolution(spec.map, ref.maps)
+                for what, want, got in (
+                    ("fused map score vs C++ core", ref.scores, out["score"]),
+                    ("fused final map vs C++ core", ref.maps, out["error_map"]),
+                ):
+                    result.parity.append(row(what, name, want, got, FP32_REL_TOL, scale=resolution))
+                continue
             result.parity.append(
                 row("fused score vs C++ core", name, core[name][0], out["score"], FP32_REL_TOL)
             )
@@ -290,6 +300,19 @@ def _simplified(base: Any, sets: list[tuple[str, np.ndarray]], output_name: str,
             )
     result.simplified = info
     return slim if info["kept"] else base
+
+
+def _map_resolution(head: Any, maps: Optional[np.ndarray]) -> Optional[float]:
+    """The largest value the blurred map reaches times the largest per-pixel normalisation factor: a float32
+    rounding of the blurred map (in the core or in the graph) moves the final map and its score by up to
+    about 1e-7 of this, so parity is measured relative to it. None (max |ref|) without normalisation."""
+    if maps is None or head.scale is None or head.mean is None:
+        return None
+    blurred = maps / head.scale + head.mean
+    finite = np.isfinite(blurred)
+    if not finite.any():
+        return None
+    return float(np.max(np.abs(blurred[finite])) * np.max(head.scale))
 
 
 def _core_scores(spec: Any, x: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
