@@ -93,6 +93,14 @@ def export(
         Optional[str],
         typer.Option("--triton-name", help="Model name in the Triton repository (default: bundle name)."),
     ] = None,
+    deepstream: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--deepstream",
+            help="Write a DeepStream nvinfer config, the model and a probe that reads its score into this "
+            "directory (image bundles).",
+        ),
+    ] = None,
     simplify: Annotated[
         bool,
         typer.Option(
@@ -130,6 +138,7 @@ def export(
             triton_dir=triton,
             triton_name=triton_name,
             triton_kind=triton_kind,
+            deepstream_dir=deepstream,
         ),
     )
     print_result(result, bundle_dir, engine)
@@ -170,6 +179,10 @@ def print_result(result: Any, bundle_dir: Path, engine_asked: bool) -> None:
         console.print(f"wrote {role}: {Path(bundle_dir) / name}", markup=False)
     for path in result.triton:
         console.print(f"wrote Triton config: {path}", markup=False)
+    for path in result.deepstream[:2]:
+        console.print(
+            f"wrote DeepStream {'config' if path.suffix == '.txt' else 'probe'}: {path}", markup=False
+        )
     if result.engine:
         verb = "built" if result.engine["built"] else "reused (cached)"
         console.print(

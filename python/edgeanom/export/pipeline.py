@@ -10,6 +10,7 @@ Torch bundles (the checkpoint is the source of truth):
    on the held-out samples and on `--data`;
 4. `--engine`: a TensorRT engine in the bundle's cache (or, without TensorRT/GPU, the trtexec commands);
 5. `--triton DIR`: a Triton model repository.
+6. `--deepstream DIR`: a DeepStream nvinfer config, the model and a probe that reads the score.
 scikit-learn bundles: the skl2onnx graph is checked against the estimator and written to Triton/trtexec notes.
 """
 
@@ -63,6 +64,7 @@ class ExportOptions:
     triton_dir: Optional[Path] = None
     triton_name: Optional[str] = None
     triton_kind: str = "auto"  # instance kind of ONNX models: auto (Triton places them), cpu or gpu
+    deepstream_dir: Optional[Path] = None
     seed: int = 0
     trust_pickle: bool = False  # scikit-learn baselines: load model.pkl (runs code) for parity/rebuild
 
@@ -84,6 +86,7 @@ class ExportResult:
     engine_note: Optional[str] = None  # why no engine was built
     trtexec: dict[int, TrtexecCommand] = field(default_factory=dict)
     triton: list[Path] = field(default_factory=list)
+    deepstream: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -91,9 +94,14 @@ def export_bundle(bundle_dir: Any, options: Optional[ExportOptions] = None) -> E
     """Export the bundle at `bundle_dir` as `options` say; returns what was written and the parity numbers."""
     opts = options or ExportOptions()
     _check_options(opts)
-    if opts.triton_dir is not None:
-        check_output_dir(Path(opts.triton_dir), "--triton")  # before the export work, not after it
+    for folder, flag in ((opts.triton_dir, "--triton"), (opts.deepstream_dir, "--deepstream")):
+        if folder is not None:
+            check_output_dir(Path(folder), flag)  # before the export work, not after it
     bundle = load_bundle(bundle_dir, need_onnx=False)
+    if opts.deepstream_dir is not None:
+        from edgeanom.export.deepstream import check_servable
+
+        check_servable(bundle)
     result = ExportResult(bundle)
     data = load_samples(bundle, opts.data, opts.labels) if opts.data is not None else None
     calib = load_samples(bundle, opts.calib_data) if opts.calib_data is not None else None
@@ -120,6 +128,8 @@ def export_bundle(bundle_dir: Any, options: Optional[ExportOptions] = None) -> E
     _engine_step(bundle, opts, calib, result)
     if opts.triton_dir is not None:
         _triton_step(bundle, opts, result)
+    if opts.deepstream_dir is not None:
+        _deepstream_step(bundle, opts, result)
     return result
 
 
@@ -494,6 +504,27 @@ def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], 
         exact_profile=True,
     )
     result.engine = {"file": str(path.relative_to(bundle.path)), "built": built, "precision": precision}
+
+
+# --- DeepStream -------------------------------------------------------------------------------------------
+def _deepstream_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) -> None:
+    from edgeanom.export.deepstream import write_deepstream
+
+    assert opts.deepstream_dir is not None
+    half = bool(opts.fp16 and bundle.onnx.get("fp16_file"))
+    onnx_path = bundle.path / str(
+        bundle.onnx.get("fp16_file") if half else bundle.onnx.get("file") or FP32_FILE
+    )
+    precision = "int8" if opts.int8 else ("fp16" if half else "fp32")
+    engine = bundle.path / result.engine["file"] if result.engine is not None else None
+    result.deepstream = write_deepstream(
+        Path(opts.deepstream_dir),
+        bundle,
+        onnx_path,
+        batch_size=opts.max_batch,
+        precision=precision,
+        engine=engine,
+    )
 
 
 # --- Triton -----------------------------------------------------------------------------------------------
