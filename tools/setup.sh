@@ -10,7 +10,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   # A plain 'torch' requirement would fetch the CUDA build; the CPU build is all training here needs.
   "$PY" -m pip install --quiet torch==2.13.0 || "$PY" -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
 fi
-"$PY" -m pip install --quiet ".[train,stream,triton,dev]"
+"$PY" -m pip install --quiet ".[train,stream,triton,openvino,dev]"
 
 if [[ "${1:-}" == "--services" ]]; then
   need=()

@@ -71,10 +71,26 @@ BACKENDS: dict[str, Backend] = {
             ("fp32", "fp16"),
             "ONNX Runtime (TensorRT EP, CUDA EP or CPU)",
         ),
+        Backend("openvino", "edgeanom.backends.openvino", ("fp32", "fp16"), "OpenVINO (Intel CPU or GPU)"),
         Backend("torch", "edgeanom.backends.torch", ("fp32",), "PyTorch checkpoint (the FP32 reference)"),
     )
 }
 AUTO_ORDER = ("tensorrt", "onnxruntime")  # `auto` tries these in turn: fastest first
+
+
+def auto_order(bundle: Bundle) -> tuple[list[str], Optional[tuple[str, str]]]:
+    """The backends `auto` tries, in turn: TensorRT first, then the CPU runtime `edgeanom bench` measured
+    faster on this machine (`cpu_choice`; its (name, why) is returned too), ONNX Runtime last."""
+    from edgeanom.backends.cpu_choice import measured_choice
+
+    measured = measured_choice(bundle)
+    if (
+        measured is not None
+        and measured[0] != "onnxruntime"
+        and BACKENDS[measured[0]].unavailable(bundle) is None
+    ):
+        return ["tensorrt", measured[0], "onnxruntime"], measured
+    return list(AUTO_ORDER), measured
 
 
 def get_backend(name: str) -> Backend:
@@ -130,9 +146,10 @@ def open_runner(
         _note(runner, f"{runner.name} (asked for{'; the reference path' if backend == 'torch' else ''})")
         return runner
     skipped: list[str] = []
-    for i, name in enumerate(AUTO_ORDER):
+    order, measured = auto_order(bundle)
+    for i, name in enumerate(order):
         candidate = BACKENDS[name]
-        last = i == len(AUTO_ORDER) - 1
+        last = i == len(order) - 1
         want = "fp32" if precision == "int8" and last else precision  # INT8 only where TensorRT builds it
         reason = candidate.unavailable(bundle) or candidate.precision_unavailable(want, bundle)
         if reason and not last:
@@ -150,6 +167,8 @@ def open_runner(
             skipped.append(f"{name} failed: {exc}")
             continue
         why = "; ".join(skipped) if skipped else "fastest available"
+        if measured is not None and measured[0] == name:
+            why = f"{why}; {measured[1]}"
         _note(runner, f"auto: {runner.name} ({why})")
         return runner
     raise EdgeanomError("no backend could be opened")  # unreachable: the last candidate raises

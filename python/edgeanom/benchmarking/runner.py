@@ -370,6 +370,10 @@ def run_bench(
     if interrupted:
         doc["interrupted"] = True
         doc["warnings"].append(f"interrupted after {len(results)} configuration(s); the rest did not run")
+    else:  # both CPU runtimes timed: `run --backend auto` uses the faster one on this machine from now on
+        from edgeanom.backends.cpu_choice import record_choice
+
+        doc["cpu_backend"] = record_choice(bundle, results)
     return doc
 
 

@@ -310,6 +310,12 @@ def register(app: typer.Typer) -> None:
                 out.print(f"[yellow]warning[/] {escape(r['key'])}: {escape(w)}")
         for w in doc["warnings"]:
             out.print(f"[yellow]warning[/] {escape(w)}")
+        choice = doc.get("cpu_backend")
+        if choice:
+            times = ", ".join(f"{k} {v:.3g} ms" for k, v in choice["per_frame_ms"].items())
+            out.print(
+                f"on this machine `run --backend auto` will use {choice['choice']} on the CPU ({times} per frame)"
+            )
         if json_out is not None:
             report_mod.write_report(doc, json_out)
             out.print(f"wrote {json_out}")
