@@ -17,6 +17,7 @@ camera-paced stream (p50/p99), and 4 streams batched together (one frame per str
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -76,7 +77,12 @@ def decoded_frames(video: Path, count: int) -> list[np.ndarray]:
 
 
 def backend_alone(
-    bundle: Bundle, frames: list[np.ndarray], batch: int, iters_frames: int, spin_wait: bool | None = False
+    bundle: Bundle,
+    frames: list[np.ndarray],
+    batch: int,
+    iters_frames: int,
+    spin_wait: bool | None = False,
+    backend: str = "onnxruntime",
 ) -> dict[str, Any]:
     """(a) `infer` on a pre-made preprocessed batch, repeated; frames per second.
 
@@ -87,7 +93,7 @@ def backend_alone(
     from edgeanom.preprocess import Preprocessor
 
     x = Preprocessor(bundle)(frames[:batch]).copy()
-    runner = open_runner(bundle, "onnxruntime", reuse_outputs=True, spin_wait=spin_wait)
+    runner = open_runner(bundle, backend, reuse_outputs=True, spin_wait=spin_wait)
     for _ in range(3):
         runner.infer(x)
     n = max(1, iters_frames // batch)
@@ -123,7 +129,12 @@ class _Timing:
 
 
 def full_pipeline(
-    bundle: Bundle, videos: list[Path], batch: int, events: Path, realtime: bool = False
+    bundle: Bundle,
+    videos: list[Path],
+    batch: int,
+    events: Path,
+    realtime: bool = False,
+    backend: str = "onnxruntime",
 ) -> dict[str, Any]:
     """(b) `edgeanom run --video ... --events FILE --batch B` in-process; steady-state frames per second."""
     from edgeanom.runtime.launch import RunOptions, run_stream
@@ -132,7 +143,7 @@ def full_pipeline(
     opts = RunOptions(
         model=bundle.path,
         videos=list(videos),
-        backend="onnxruntime",
+        backend=backend,
         batch=batch,
         events=events,
         realtime=realtime,
@@ -277,6 +288,13 @@ def main(argv: list[str] | None = None) -> int:
             "a_backend_batch4": lambda: backend_alone(bundle, frames, 4, args.frames),
             "b_pipeline_4_streams": lambda: full_pipeline(bundle, [video] * 4, 1, events),
         }
+        if importlib.util.find_spec("openvino") is not None:  # the other CPU runtime, side by side
+            cases["a_backend_openvino"] = lambda: backend_alone(
+                bundle, frames, B, args.frames, backend="openvino"
+            )
+            cases["b_pipeline_openvino"] = lambda: full_pipeline(
+                bundle, [video], B, events, backend="openvino"
+            )
         # Rounds run every case once, so a change in machine load hits all cases alike (shared CPUs).
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
         for round_no in range(R):
@@ -326,6 +344,20 @@ def main(argv: list[str] | None = None) -> int:
             "batch": 4,
         },
     }
+    if "a_backend_openvino" in results:
+        ov_a, ov_b = results["a_backend_openvino"]["fps"], results["b_pipeline_openvino"]["fps"]
+        targets["openvino_pipeline_vs_openvino_backend"] = {
+            "value": ov_b / ov_a,
+            "target": 0.85,
+            "met": ov_b / ov_a >= 0.85,
+            "batch": B,
+        }
+        targets["openvino_backend_vs_onnxruntime_backend"] = {
+            "value": ov_a / a,
+            "target": 1.0,
+            "met": ov_a / a >= 1.0,
+            "note": "informational: which CPU runtime is faster here",
+        }
     if hasattr(os, "getloadavg"):
         env["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     report = {
@@ -356,6 +388,14 @@ def main(argv: list[str] | None = None) -> int:
         ("(b) camera-paced 30 fps", "latency_batch1_camera_paced"),
         ("(a) backend alone", "a_backend_batch4"),
         ("(b) 4 streams", "b_pipeline_4_streams"),
+        *[
+            (label, key)
+            for label, key in (
+                ("(a) OpenVINO alone", "a_backend_openvino"),
+                ("(b) run pipeline, OpenVINO", "b_pipeline_openvino"),
+            )
+            if key in results
+        ],
     ]
     for label, key in rows:
         r = results[key]
