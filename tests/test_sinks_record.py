@@ -133,3 +133,74 @@ def test_one_file_when_segments_are_off_and_the_list_of_segments(tmp_path):
     assert [len(_decode(p)) for p in rec.segments[0]] == [10, 10, 5]
     with pytest.raises(EdgeanomError, match="--record-segment must be >= 0 seconds"):
         VideoRecorder(tmp_path / "x.mp4", fps=10, segment_s=-1)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 400 KB filesystem (tmpfs), so the disk fills while a recording is written."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot make a small filesystem")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()[:120]}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_recording_keeps_whole_files_and_says_so(tiny_disk, monkeypatch):
+    """The disk fills while a segment is written (the free-space check is told there is room, so the write
+    itself fails): that file is removed, the earlier files still play, and close() reports the failure in one
+    line (the run goes on scoring until then)."""
+    from collections import namedtuple
+
+    import edgeanom.runtime.sinks.record as record
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(record.shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
+    warnings: list[str] = []
+    noise = np.random.default_rng(0)
+    rec = VideoRecorder(tiny_disk / "rec.mp4", fps=10, segment_s=0.5, warn=warnings.append)
+    rec.annotator = lambda r: noise.integers(0, 255, (*SIZE, 3), dtype=np.uint8)  # incompressible frames
+    for i in range(200):
+        rec.write(make_result(i, size=SIZE))
+    with pytest.raises(EdgeanomError) as err:
+        rec.close()
+    message = str(err.value)
+    assert (
+        message.startswith(f"--record {tiny_disk / 'rec.mp4'}: recording stopped: ") and "\n" not in message
+    )
+    assert "could not be written (" in message and "MB free on" in message
+    assert warnings and warnings[0].endswith("detection goes on")
+    kept = rec.segments.get(0, [])
+    assert kept and f"the {len(kept)} file(s) before it are complete" in message
+    for path in kept:  # every file left on the disk plays to its end
+        assert len(_decode(path)) == 5, path
+    assert sorted(p.name for p in tiny_disk.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_too_little_room_for_the_next_segment_stops_before_writing_it(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import edgeanom.runtime.sinks.record as record
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(record.shutil, "disk_usage", lambda p: usage(10 << 20, 9 << 20, 1 << 20))
+    rec = VideoRecorder(tmp_path / "rec.mp4", fps=10, segment_s=0.5, warn=lambda s: None)
+    for i in range(12):
+        rec.write(make_result(i, size=SIZE))
+    with pytest.raises(
+        EdgeanomError, match=r"the next file needs about 8 MB \(1\.0 MB free on .*\); the 1 file"
+    ):
+        rec.close()
+    assert rec.paths == {0: tmp_path / "rec.mp4"} and len(_decode(tmp_path / "rec.mp4")) == 5
+    assert shutil.disk_usage is not None

@@ -15,6 +15,7 @@ stream 0 goes to ``OUT.mp4`` and stream *i* to ``OUT.stream<i>.mp4``. Sensor win
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -27,6 +28,8 @@ from edgeanom.runtime.annotate import annotate
 from edgeanom.runtime.types import SampleResult
 
 log = logging.getLogger(__name__)
+
+MIN_FREE_BYTES = 8 << 20  # a new segment is not started with less free space (nor under twice the last one)
 
 # (fourcc, suffix) in order of preference; None keeps the requested suffix.
 CODECS: tuple[tuple[str, Optional[str]], ...] = (("mp4v", None), ("avc1", None), ("MJPG", ".avi"))
@@ -41,8 +44,11 @@ class VideoRecorder:
         fps: float,
         annotator: Callable[[SampleResult], Optional[np.ndarray]] = annotate,
         segment_s: float = 10.0,
+        warn: Callable[[str], None] = log.warning,
     ) -> None:
         self.path = Path(path)
+        self.warn = warn
+        self.failure: Optional[str] = None  # why recording stopped early (a full disk); detection goes on
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
         if not (np.isfinite(segment_s) and segment_s >= 0):
             raise EdgeanomError(f"--record-segment must be >= 0 seconds, got {segment_s}")
@@ -74,12 +80,14 @@ class VideoRecorder:
         if image is None:
             return
         with self._lock:
-            if self._closed:
+            if self._closed or self.failure is not None:
                 return
             written = self.frames_written.get(result.stream, 0)
             if self.segment_frames and written and written % self.segment_frames == 0:
                 old, size = self._writers.pop(result.stream)
                 old.release()  # the finished segment is now a complete, playable file
+                if not self._segment_whole(result.stream) or not self._room_for_next(result.stream):
+                    return
                 writer, _ = self._open(result.stream, image, size=size)
             else:
                 writer, size = self._writers.get(result.stream) or self._open(result.stream, image)
@@ -92,14 +100,58 @@ class VideoRecorder:
         del event  # gaps and reconnects show up as jumps in the caption's frame index
 
     def close(self) -> None:
-        """Release every writer so the container is finalised (moov atom written); safe to call twice."""
+        """Release every writer so the container is finalised (moov atom written); safe to call twice.
+
+        A recording that stopped early (or whose last file could not be finished) is reported here, after
+        every writer is released, as one error naming the file and the free space: detection ran on."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for writer, _ in self._writers.values():
+            for stream, (writer, _) in list(self._writers.items()):
                 writer.release()
+                self._segment_whole(stream)
             self._writers.clear()
+        if self.failure is not None:
+            raise EdgeanomError(self.failure)
+
+    def _segment_whole(self, stream: int) -> bool:
+        """Whether the stream's file just released decodes; a broken one (the disk filled while it was
+        written) is removed, recording stops and `failure` says why. The files before it stay whole."""
+        path = self.segments[stream][-1]
+        capture = cv2.VideoCapture(str(path))
+        ok = capture.isOpened() and capture.read()[0]
+        capture.release()
+        if ok:
+            return True
+        kept = len(self.segments[stream]) - 1
+        path.unlink(missing_ok=True)
+        self.segments[stream].pop()
+        if not self.segments[stream]:
+            del self.segments[stream]
+        self._stop(f"{path.name} could not be written ({_free_space(path.parent)})", kept)
+        return False
+
+    def _room_for_next(self, stream: int) -> bool:
+        last = self.segments[stream][-1]
+        need = max(MIN_FREE_BYTES, 2 * last.stat().st_size)
+        free = shutil.disk_usage(last.parent).free
+        if free >= need:
+            return True
+        self._stop(
+            f"the next file needs about {need >> 20} MB ({_free_space(last.parent)})",
+            len(self.segments[stream]),
+        )
+        return False
+
+    def _stop(self, why: str, kept: int) -> None:
+        self.failure = (
+            f"--record {self.path}: recording stopped: {why}; the {kept} file(s) before it are complete"
+        )
+        for writer, _ in self._writers.values():
+            writer.release()
+        self._writers.clear()
+        self.warn(self.failure + "; detection goes on")
 
     def _stream_path(self, stream: int, suffix: Optional[str], segment: int = 0) -> Path:
         stem = self.path.stem if stream == 0 else f"{self.path.stem}.stream{stream}"
@@ -134,3 +186,10 @@ class VideoRecorder:
             f"--record {self.path}: OpenCV cannot write video here (tried {', '.join(c for c, _ in codecs)}); "
             "check the directory is writable and OpenCV was built with FFmpeg"
         )
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free on {folder}"
+    except OSError as exc:
+        return f"free space of {folder} unknown: {exc.strerror}"

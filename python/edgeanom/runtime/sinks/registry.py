@@ -53,7 +53,7 @@ def _mqtt(cls: Any, opts: Any, ctx: SinkContext) -> Sink:
 
 def _record(cls: Any, opts: Any, ctx: SinkContext) -> Sink:
     fps = next((s.fps for s in ctx.sources if s.kind == "frames" and s.fps), None) or 25.0
-    return cls(Path(opts.record), fps, segment_s=opts.record_segment)
+    return cls(Path(opts.record), fps, segment_s=opts.record_segment, warn=ctx.say)
 
 
 def _serve(cls: Any, opts: Any, ctx: SinkContext) -> Sink:
