@@ -89,14 +89,14 @@ def test_preprocessed_channels_run_oldest_to_newest(tmp_path: Path) -> None:
         np.testing.assert_allclose(x[t], want, rtol=0, atol=1e-7)
     assert Preprocessor(_image_bundle(tmp_path, {"size": [12, 10], "color": "rgb"})).new_packer() is None
 
-    long = _image_bundle(tmp_path, {"size": [6, 5], "color": "rgb", "pack": {"frames": 8, "spacing": 1}})
-    long.meta["input"]["shape"] = [8, 6, 5]
+    long = _image_bundle(tmp_path, {"size": [7, 6], "color": "rgb", "pack": {"frames": 8, "spacing": 1}})
+    long.meta["input"]["shape"] = [8, 7, 6]
     pre, packer = Preprocessor(long), Preprocessor(long).new_packer()
     assert packer is not None and packer.frames == 8 and pre.image is not None
-    x = pre([packer.push(g) for g in grey])  # 12x10 frames resized to 6x5, each channel on its own
-    assert x.shape == (9, 8, 6, 5)
+    x = pre([packer.push(g) for g in grey])  # 12x10 frames shrunk to 7x6 (no exact ratio), channel by channel
+    assert x.shape == (9, 8, 7, 6)
     for t in range(len(grey)):
-        want = [cv2.resize(grey[max(t - 7 + i, 0)], (5, 6), interpolation=cv2.INTER_AREA) for i in range(8)]
+        want = [cv2.resize(grey[max(t - 7 + i, 0)], (6, 7), interpolation=cv2.INTER_AREA) for i in range(8)]
         # OpenCV's many-channel area resize may round a pixel the other way: at most one grey level
         np.testing.assert_allclose(x[t], np.stack(want).astype(np.float64) / 255.0, rtol=0, atol=1.01 / 255)
 

@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="0: one grey frame per sample; S > 0: frames t-2S, t-S, t packed as channels and the frame-pred model",
     )
+    p.add_argument(
+        "--pack-frames",
+        type=int,
+        default=3,
+        help="with --temporal S: frames packed per sample, S apart (3: t-2S, t-S, t; more gives frame-pred a longer past)",
+    )
     p.add_argument("--unet-width", type=int, default=16, help="frame-pred U-Net width")
     p.add_argument(
         "--ewma-alpha", type=float, default=0.3, help="causal smoothing weight of the newest frame"
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
         s = args.temporal
         train_frames = []
-        for paths in train_videos.values():  # one causal packer per training video, as `run` does per stream
+        for paths in train_videos.values() if args.pack_frames == 3 else ():  # else train packs them
             packer = FramePacker(s)
             train_frames += [packer.push(f) for f in common.read_images(paths)][2 * s :: args.frame_step]
         test_frames = {v: common.read_images(p) for v, p in test_videos.items()}  # packed while scoring
@@ -178,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     started = time.perf_counter()
+    # more than three packed frames: train reads the Ped2 frame folders and packs each video itself
+    native = {"data": root / "training" / "frames", "frame_pack": args.temporal, "pack_frames": args.pack_frames,
+              "frame_step": args.frame_step} if args.temporal and args.pack_frames != 3 else {"frames": train_frames}  # fmt: skip
     bundle = train_bundle(
-        frames=train_frames,
+        **native,
         model=model,
         out=args.work,
         image_size=[args.height, args.width],
@@ -197,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         params=params,
     )
     train_s = float(bundle.meta["model"]["train"]["seconds"])
-    if args.temporal:  # record the packing, so eval/run/export pack raw frames the same way
+    if (
+        args.temporal and args.pack_frames == 3
+    ):  # record the packing, so eval/run/export pack raw frames alike
         bundle.meta["preprocess"]["image"]["pack"] = {"frames": 3, "spacing": args.temporal}
         bundle.save()
     t0 = time.perf_counter()
@@ -231,12 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             "image_size": [args.height, args.width],
             "color": color,
             "temporal_spacing": args.temporal,
+            "pack": bundle.preprocess["image"].get("pack"),
             "loss": args.loss,
             "epochs": args.epochs,
             "epochs_run": bundle.meta["model"]["train"]["epochs_run"],
             "best_epoch": bundle.meta["model"]["train"]["best_epoch"],
             "frame_step": args.frame_step,
-            "n_train_frames": len(train_frames),
+            "n_train_frames": int(bundle.meta["data"]["n_train"]),
             "score_map": bundle.score.get("map"),
             "ewma_alpha": args.ewma_alpha,
             "seed": args.seed,

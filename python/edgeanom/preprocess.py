@@ -58,9 +58,12 @@ class ImagePreprocessor:
         if (h, w) == (self.height, self.width):
             return frame
         shrink = h > self.height or w > self.width
-        return cv2.resize(
-            frame, (self.width, self.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        )
+        size, how = (self.width, self.height), cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        if frame.ndim == 3 and frame.shape[2] > 4:  # OpenCV resizes at most 4 channels at once in general
+            return np.dstack(
+                [cv2.resize(frame[:, :, i], size, interpolation=how) for i in range(frame.shape[2])]
+            )
+        return cv2.resize(frame, size, interpolation=how)
 
     def convert(self, frame: np.ndarray) -> np.ndarray:
         """One frame -> uint8 HxW (grey), HxWx3 (RGB) or HxWxT (packed, oldest first) at the model size."""
