@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from edgeanom.backends.onnx_files import graph_for, graph_unavailable
 from edgeanom.errors import EdgeanomError
 
 if TYPE_CHECKING:
@@ -160,23 +161,13 @@ def unavailable(bundle: Optional[Bundle] = None) -> Optional[str]:
 
 
 def precision_unavailable(precision: str, bundle: Optional[Bundle] = None) -> Optional[str]:
-    if precision == "int8":
-        return "int8 needs the TensorRT backend (--backend tensorrt); ONNX Runtime runs fp32/fp16"
-    if precision == "fp16" and bundle is not None:
-        fp16 = bundle.onnx.get("fp16_file")
-        if not fp16 or not (bundle.path / fp16).is_file():
-            return (
-                f"bundle {bundle.path} has no FP16 ONNX model "
-                f"(make one with: edgeanom export --model {bundle.path} --fp16)"
-            )
-    return None
+    return graph_unavailable("ONNX Runtime", precision, bundle)
 
 
 def open_for_bundle(bundle: Bundle, options: BackendOptions) -> OnnxRuntimeRunner:
     """Called by the registry after `precision_unavailable` passed for this bundle."""
-    path = bundle.onnx_path if options.precision != "fp16" else bundle.path / str(bundle.onnx["fp16_file"])
     return OnnxRuntimeRunner(
-        path,
+        graph_for(bundle, options.precision),
         intra_op_threads=options.threads,
         reuse_outputs=options.reuse_outputs,
         spin_wait=options.spin_wait,

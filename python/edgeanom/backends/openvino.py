@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from edgeanom.backends.onnx_files import graph_for, graph_unavailable
 from edgeanom.errors import EdgeanomError
 
 if TYPE_CHECKING:
@@ -123,22 +124,12 @@ def unavailable(bundle: Optional[Bundle] = None) -> Optional[str]:
 
 
 def precision_unavailable(precision: str, bundle: Optional[Bundle] = None) -> Optional[str]:
-    if precision == "int8":
-        return "int8 needs the TensorRT backend (--backend tensorrt); OpenVINO runs fp32/fp16 here"
-    if precision == "fp16" and bundle is not None:
-        fp16 = bundle.onnx.get("fp16_file")
-        if not fp16 or not (bundle.path / fp16).is_file():
-            return (
-                f"bundle {bundle.path} has no FP16 ONNX model "
-                f"(make one with: edgeanom export --model {bundle.path} --fp16)"
-            )
-    return None
+    return graph_unavailable("OpenVINO", precision, bundle)
 
 
 def open_for_bundle(bundle: Bundle, options: BackendOptions) -> OpenVinoRunner:
-    path = bundle.onnx_path if options.precision != "fp16" else bundle.path / str(bundle.onnx["fp16_file"])
     return OpenVinoRunner(
-        path,
+        graph_for(bundle, options.precision),
         threads=options.threads,
         precision=options.precision,
         reuse_outputs=options.reuse_outputs,
