@@ -22,5 +22,18 @@ if [[ "${1:-}" == "--services" ]]; then
     fi
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
   fi
+  # A real Triton server for the Triton tests: the nvidia-pytriton wheel bundles tritonserver (CPU, Python
+  # backend) and pins numpy<2, so it gets a venv of its own. Its Python stub links the system's libpython,
+  # so the venv is made from the system Python (a pyenv/conda Python of the same minor version breaks it).
+  TRITON_VENV=build/triton-venv
+  if [[ ! -x $TRITON_VENV/bin/python ]] && [[ -x /usr/bin/python3 ]]; then
+    if /usr/bin/python3 -m venv "$TRITON_VENV" 2>/dev/null &&
+      "$TRITON_VENV/bin/pip" install --quiet "nvidia-pytriton>=0.5" "numpy<2" onnxruntime; then
+      echo "setup: Triton server venv in $TRITON_VENV"
+    else
+      rm -rf "$TRITON_VENV"
+      echo "setup: could not set up the Triton server venv; the Triton server tests will be skipped" >&2
+    fi
+  fi
 fi
 echo "setup: edgeanom $("$PY" -c 'import edgeanom; print(edgeanom.__version__)') installed"

@@ -137,6 +137,12 @@ def open_runner(
     if precision not in PRECISIONS:
         raise EdgeanomError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     options = BackendOptions(precision, max_batch, threads, reuse_outputs, spin_wait)
+    if backend.startswith("triton://"):  # a remote Triton server: one per URL, not a table entry
+        from edgeanom.backends.triton import open_url
+
+        runner = open_url(bundle, backend, options)
+        _note(runner, f"{runner.name} (asked for: remote inference)")
+        return runner
     if backend != "auto":
         chosen = get_backend(backend)
         reason = chosen.precision_unavailable(precision, bundle)

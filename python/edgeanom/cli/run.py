@@ -43,7 +43,11 @@ def run(
     ] = None,
     backend: Annotated[
         str,
-        typer.Option("--backend", help="auto | tensorrt | onnxruntime | torch (auto: fastest available)."),
+        typer.Option(
+            "--backend",
+            help="auto | tensorrt | onnxruntime | openvino | torch | triton://HOST:PORT/MODEL (a remote Triton "
+            "server over gRPC) (auto: fastest available).",
+        ),
     ] = "auto",
     precision: Annotated[
         Optional[str],
