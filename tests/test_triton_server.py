@@ -1,6 +1,7 @@
-"""`run --backend triton://HOST:PORT/MODEL` against a real Triton server on 127.0.0.1 (tritonserver from the
-nvidia-pytriton wheel, CPU, Python backend, in its own venv made by `tools/setup.sh --services`): the scores
-and flags that come back equal `run`'s local ones, and the client example prints them too."""
+"""`edgeanom export --triton` served by a real Triton server on 127.0.0.1 (the tritonserver of the
+nvidia-pytriton wheel, CPU, Python backend, in its own venv made by `tools/setup.sh --services`, loading the
+repository's Python-backend model), and `run --backend triton://HOST:PORT/MODEL` against it: the scores and
+flags that come back equal `run`'s local ones, and the client example prints them too."""
 
 from __future__ import annotations
 
@@ -58,12 +59,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             cv2.imwrite(str(root / folder / f"{i:02d}.png"), img.astype(np.uint8))
     train_bundle(root / "train", model="conv-ae", out=root / "m", epochs=2, threads=1, progress=False,
                  channels=[8, 8], latent=8)  # fmt: skip
-    export_bundle(root / "m", ExportOptions())
+    export_bundle(root / "m", ExportOptions(triton_dir=root / "repo", triton_name="edgeanom"))
     grpc, http, metrics = _free_ports(3)
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
-        [str(TRITON_PYTHON), str(REPO / "tests" / "triton_serve.py"), str(root / "m" / "model.fused.onnx"),
-         "edgeanom", str(grpc), str(http), str(metrics)],
+        [str(TRITON_PYTHON), str(REPO / "tests" / "triton_serve.py"), str(root / "repo"), "edgeanom-python",
+         str(grpc), str(http), str(metrics)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     client = grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc}")
@@ -71,7 +72,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if client.is_model_ready("edgeanom"):
+                if client.is_model_ready("edgeanom-python"):
                     break
             except Exception:  # not listening yet
                 pass
@@ -79,7 +80,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 log.flush()
                 pytest.fail(f"Triton did not start: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
-        yield {"root": root, "bundle": root / "m", "url": f"triton://127.0.0.1:{grpc}/edgeanom", "grpc": grpc}
+        url = f"triton://127.0.0.1:{grpc}/edgeanom-python"
+        yield {"root": root, "bundle": root / "m", "url": url, "grpc": grpc}
     finally:
         client.close()
         server.terminate()
@@ -126,7 +128,7 @@ def test_the_client_example_prints_runs_scores(served: dict, tmp_path: Path) -> 
         want = Scorer(bundle)(x, runner.infer(x)).scores
     done = subprocess.run(
         [sys.executable, str(REPO / "export" / "triton" / "client_example.py"), "--url", f"127.0.0.1:{served['grpc']}",
-         "--model", "edgeanom", "--bundle", str(served["bundle"]), "--npy", str(tmp_path / "batch.npy")],
+         "--model", "edgeanom-python", "--bundle", str(served["bundle"]), "--npy", str(tmp_path / "batch.npy")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -146,7 +148,7 @@ def test_bad_urls_and_unreachable_servers_are_one_line_errors(served: dict) -> N
     with pytest.raises(EdgeanomError, match=r"expected triton://HOST:PORT/MODEL"):
         open_runner(bundle, "triton://nowhere/edgeanom")
     with pytest.raises(EdgeanomError, match="no ready model 'other'"):
-        open_runner(bundle, served["url"].replace("/edgeanom", "/other"))
+        open_runner(bundle, served["url"].replace("/edgeanom-python", "/other"))
     (port,) = _free_ports(1)
     with pytest.raises(EdgeanomError, match=r"cannot reach the Triton server"):
         open_runner(bundle, f"triton://127.0.0.1:{port}/edgeanom")

@@ -1,43 +1,44 @@
-"""Serve an exported edgeanom graph with a real Triton server (the nvidia-pytriton wheel's tritonserver, CPU,
-Python backend), for the Triton tests. Runs in the Triton venv (numpy<2), not in the test's Python:
+"""Start the `tritonserver` bundled in the nvidia-pytriton wheel on an exported model repository, for the
+Triton tests. Runs in the Triton venv (numpy<2, onnxruntime), not in the test's Python:
 
-    python triton_serve.py MODEL.onnx NAME GRPC_PORT HTTP_PORT METRICS_PORT
+    python triton_serve.py REPOSITORY MODEL GRPC_PORT HTTP_PORT METRICS_PORT
 
-The graph runs in ONNX Runtime inside the Python backend, with Triton's dynamic batcher in front.
+That build has only the Python backend, so the repository's `<name>-python` model (written by `edgeanom export
+--triton`: model.py running the graph in ONNX Runtime) is the one loaded. The wheel keeps one backend stub per
+Python version; the one of this Python is put in place, as pytriton itself does.
 """
 
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
-from pytriton.decorators import batch
-from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
 
 
 def main() -> None:
-    path, name, grpc, http, metrics = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    source = session.get_inputs()[0]
-    outputs = [o.name for o in session.get_outputs()]
-
-    @batch
-    def infer(**inputs):
-        values = session.run(outputs, {source.name: inputs[source.name].astype(np.float32)})
-        return {n: v.reshape(-1, 1) if v.ndim == 1 else v for n, v in zip(outputs, values)}  # scores: [N, 1]
-
-    shapes = {o.name: tuple(o.shape[1:]) for o in session.get_outputs()}
-    config = TritonConfig(grpc_port=grpc, http_port=http, metrics_port=metrics, log_verbose=0)
-    with Triton(config=config) as triton:
-        triton.bind(
-            model_name=name,
-            infer_func=infer,
-            inputs=[Tensor(name=source.name, dtype=np.float32, shape=tuple(source.shape[1:]))],
-            outputs=[Tensor(name=n, dtype=np.float32, shape=shapes[n] or (1,)) for n in outputs],
-            config=ModelConfig(max_batch_size=16, batcher=DynamicBatcher(max_queue_delay_microseconds=1000)),
-        )
-        print("ready", flush=True)
-        triton.serve()
+    repo, model, grpc, http, metrics = sys.argv[1], sys.argv[2], *sys.argv[3:6]
+    server = Path(tempfile.mkdtemp(prefix="tritonserver-")) / "tritonserver"
+    skip = shutil.ignore_patterns("python_backend_stubs", "triton_python_backend_stub")
+    shutil.copytree(get_root_module_path() / "tritonserver", server, ignore=skip)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    shutil.copy(get_stub_path(version), server / "backends" / "python" / "triton_python_backend_stub")
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = ":".join(filter(None, [env.get("LD_LIBRARY_PATH"), get_libs_path().as_posix()]))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # the stub's Python: this venv's
+    command = [
+        str(server / "bin" / "tritonserver"),
+        f"--model-repository={repo}",
+        f"--backend-directory={server / 'backends'}",
+        "--model-control-mode=explicit",
+        f"--load-model={model}",
+        f"--grpc-port={grpc}",
+        f"--http-port={http}",
+        f"--metrics-port={metrics}",
+        "--allow-metrics=false",
+    ]
+    os.execve(command[0], command, env)
 
 
 if __name__ == "__main__":

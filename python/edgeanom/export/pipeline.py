@@ -529,7 +529,7 @@ def _deepstream_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) 
 
 # --- Triton -----------------------------------------------------------------------------------------------
 def _triton_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) -> None:
-    from edgeanom.export.triton import safe_model_name, write_model_repository
+    from edgeanom.export.triton import safe_model_name, write_model_repository, write_python_backend_model
 
     assert opts.triton_dir is not None
     name = safe_model_name(opts.triton_name or bundle.path.resolve().name)
@@ -552,6 +552,12 @@ def _triton_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) -> N
     result.triton.append(
         write_model_repository(
             opts.triton_dir, name, onnx_path, max_batch_size=opts.max_batch, kind=kind, parameters=parameters
+        )
+    )
+    # the same graph for Triton builds with only the Python backend (ONNX Runtime inside model.py)
+    result.triton.append(
+        write_python_backend_model(
+            opts.triton_dir, f"{name}-python", onnx_path, max_batch_size=opts.max_batch, parameters=parameters
         )
     )
     if result.engine is not None:

@@ -75,6 +75,7 @@ def model_config(
     preferred_batch_sizes: Sequence[int] = (),
     max_queue_delay_us: int = 100,
     parameters: Optional[dict[str, str]] = None,
+    backend: Optional[str] = None,
 ) -> str:
     """config.pbtxt text for a batched model with dynamic batching. KIND_AUTO lets Triton place the instances
     (GPUs when it has them, else the CPU), so one repository loads on both; `parameters` (strings) travel with
@@ -98,7 +99,7 @@ def model_config(
     preferred = sorted({b for b in preferred_batch_sizes if 1 <= b <= max_batch_size})
     lines = [
         f'name: "{name}"',
-        f'platform: "{platform}"',
+        f'backend: "{backend}"' if backend else f'platform: "{platform}"',
         f"max_batch_size: {max_batch_size}",
         f"input [\n{tensors(inputs)}\n]",
         f"output [\n{tensors(outputs)}\n]",
@@ -168,6 +169,80 @@ def write_model_repository(
         parameters=parameters,
         preferred_batch_sizes=[b for b in (max_batch_size // 2, max_batch_size) if b >= 1],
         max_queue_delay_us=max_queue_delay_us,
+    )
+    (model_dir / "config.pbtxt").write_text(config)
+    return model_dir / "config.pbtxt"
+
+
+PYTHON_MODEL = '''"""edgeanom: the bundle's exported graph in ONNX Runtime, for a Triton build with only the Python backend.
+
+Written by `edgeanom export --triton`. Triton's dynamic batcher hands several requests at once: they are run
+as one batch and split again. Needs numpy and onnxruntime (onnxruntime-gpu for the CUDA provider) in the
+Python environment the backend's stub uses.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        import onnxruntime as ort
+
+        graph = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
+        providers = [p for p in wanted if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(str(graph), providers=providers)
+        self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def execute(self, requests):
+        batches = [pb_utils.get_input_tensor_by_name(r, self.input).as_numpy() for r in requests]
+        x = np.concatenate(batches).astype(np.float32, copy=False)
+        values = self.session.run(self.outputs, {self.input: x})
+        responses, start = [], 0
+        for batch in batches:
+            end = start + len(batch)
+            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(v[start:end])) for n, v in zip(self.outputs, values)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start = end
+        return responses
+'''
+
+
+def write_python_backend_model(
+    repo: Path,
+    name: str,
+    onnx_file: Path,
+    *,
+    max_batch_size: int,
+    max_queue_delay_us: int = 100,
+    parameters: Optional[dict[str, str]] = None,
+) -> Path:
+    """The same graph for a Triton build with only the Python backend (e.g. the `tritonserver` in the
+    nvidia-pytriton wheel): `repo/name/1/model.py` runs `model.onnx` in ONNX Runtime; CPU instances."""
+    onnx_file = Path(onnx_file)
+    if onnx_file.suffix.lower() != ".onnx" or not onnx_file.is_file():
+        raise EdgeanomError(f"{onnx_file}: the Python-backend model serves an existing .onnx graph")
+    inputs, outputs = onnx_io(onnx_file)
+    name = safe_model_name(name)
+    model_dir = Path(repo) / name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_file, model_dir / "1" / "model.onnx")
+    (model_dir / "1" / "model.py").write_text(PYTHON_MODEL)
+    config = model_config(
+        name,
+        "",
+        inputs,
+        outputs,
+        max_batch_size=max_batch_size,
+        kind="KIND_CPU",
+        parameters=parameters,
+        preferred_batch_sizes=[b for b in (max_batch_size // 2, max_batch_size) if b >= 1],
+        max_queue_delay_us=max_queue_delay_us,
+        backend="python",
     )
     (model_dir / "config.pbtxt").write_text(config)
     return model_dir / "config.pbtxt"
