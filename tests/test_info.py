@@ -113,7 +113,8 @@ def test_info_reports_the_backend_source_and_sink_tables() -> None:
 
     env = json.loads(runner.invoke(app, ["info", "--json"]).output)
     backends = {b["name"]: b for b in env["backends"]}
-    assert list(backends) == list(BACKENDS)
+    assert list(backends) == [*BACKENDS, "triton://HOST:PORT/MODEL"]  # the table, then remote Triton
+    assert backends["triton://HOST:PORT/MODEL"]["unavailable"] is None  # tritonclient is installed
     assert backends["onnxruntime"]["unavailable"] is None
     if importlib.util.find_spec("tensorrt") is None:
         assert "TensorRT is not installed" in backends["tensorrt"]["unavailable"]

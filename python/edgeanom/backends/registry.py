@@ -108,7 +108,9 @@ def backend_names() -> list[str]:
 
 def describe_backends() -> list[dict[str, Any]]:
     """Every backend with its precisions and why it cannot run here, if it cannot (for `edgeanom info`)."""
-    return [
+    from edgeanom.backends.triton import unavailable as triton_unavailable
+
+    table = [
         {
             "name": b.name,
             "description": b.description,
@@ -117,6 +119,9 @@ def describe_backends() -> list[dict[str, Any]]:
         }
         for b in BACKENDS.values()
     ]
+    remote = "a model on a remote Triton server, over gRPC (its precision is chosen at export)"
+    return [*table, {"name": "triton://HOST:PORT/MODEL", "description": remote, "precisions": ["fp32"],
+                     "unavailable": triton_unavailable()}]  # fmt: skip
 
 
 def open_runner(

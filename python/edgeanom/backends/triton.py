@@ -106,6 +106,14 @@ def _first(exc: Any) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+def unavailable() -> Optional[str]:
+    import importlib.util
+
+    if importlib.util.find_spec("tritonclient") is None:
+        return "tritonclient: not installed (pip install 'edgeanom[triton]')"
+    return None
+
+
 def open_url(bundle: Bundle, url: str, options: BackendOptions) -> TritonRunner:
     """The registry's entry for a `triton://` backend (the server decides precision and threads)."""
     if options.precision != "fp32":
