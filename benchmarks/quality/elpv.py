@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model type (default: train's default for images)")
     p.add_argument("--epochs", type=int, default=None, help="default: train's")
+    p.add_argument("--folds", type=int, default=0, help="train's --folds: out-of-fold calibration scores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=common.REPO_ROOT / "build" / "quality" / "elpv")
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {"seed": args.seed, "threads": args.threads, "progress": False}
     if args.epochs is not None:
         options["epochs"] = args.epochs
+    if args.folds:
+        options["folds"] = args.folds
     started = time.perf_counter()
     bundle = train_bundle(frames=[frames[i] for i in train_idx], model=args.model, out=args.work, **options)
     train_s = time.perf_counter() - started
@@ -109,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         f"20% and the {len(test_bad)} probability-1.0 cells",
         "model": bundle.model_type,
         "settings": {"epochs": bundle.meta["model"]["train"].get("epochs"), "input": bundle.meta["input"]},
-        "threshold": {"value": threshold, "method": bundle.threshold.method},
+        "threshold": {
+            "value": threshold,
+            "method": bundle.threshold.method,
+            "n_calibration_scores": bundle.threshold.stats.get("n"),
+            "out_of_fold": bundle.threshold.stats.get("out_of_fold"),
+        },
         "results": result,
         "timings": {
             "train_seconds": round(train_s, 1),
