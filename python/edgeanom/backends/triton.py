@@ -17,7 +17,6 @@ import numpy as np
 from edgeanom.errors import EdgeanomError
 
 if TYPE_CHECKING:
-    from edgeanom.backends.registry import BackendOptions
     from edgeanom.bundle import Bundle
 
 SCHEME = "triton://"
@@ -114,8 +113,9 @@ def unavailable() -> Optional[str]:
     return None
 
 
-def open_url(bundle: Bundle, url: str, options: BackendOptions) -> TritonRunner:
-    """The registry's entry for a `triton://` backend (the server decides precision and threads)."""
+def open_url(bundle: Bundle, url: str, options: Any) -> TritonRunner:
+    """The registry's entry for a `triton://` backend (the server decides precision and threads).
+    `options` is the registry's BackendOptions (not imported: the registry imports this module)."""
     if options.precision != "fp32":
         raise EdgeanomError(
             f"--backend {url}: --precision {options.precision} is chosen when the repository is exported "
