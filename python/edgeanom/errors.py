@@ -9,3 +9,10 @@ from __future__ import annotations
 
 class EdgeanomError(Exception):
     """A problem with the user's input, files or environment (not a bug in edgeanom)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): libraries such
+    as onnx, torch and OpenVINO raise multi-line messages, and a one-line error quotes only their first."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from edgeanom.backends.onnx_files import graph_for, graph_unavailable
-from edgeanom.errors import EdgeanomError
+from edgeanom.errors import EdgeanomError, first_line
 
 if TYPE_CHECKING:
     from edgeanom.backends.registry import BackendOptions
@@ -66,8 +66,9 @@ class OpenVinoRunner:
             model = core.read_model(str(model_path))
             compiled = core.compile_model(model, self.device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgeanomError(f"OpenVINO cannot load '{model_path}' on {self.device}: {first}") from None
+            raise EdgeanomError(
+                f"OpenVINO cannot load '{model_path}' on {self.device}: {first_line(exc)}"
+            ) from None
         graph = list(model.inputs[0].get_partial_shape())[1:]
         if sample_shape is not None:
             fixed = [(g.get_length(), int(b)) for g, b in zip(graph, sample_shape) if g.is_static]
@@ -91,9 +92,8 @@ class OpenVinoRunner:
         try:
             results = self._request.infer({0: batch}, share_inputs=True)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgeanomError(
-                f"OpenVINO inference failed on a batch of shape {batch.shape}: {first}"
+                f"OpenVINO inference failed on a batch of shape {batch.shape}: {first_line(exc)}"
             ) from None
         # the arrays may live in the request's buffers: copy unless the caller copies before the next call
         return {

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from edgeanom.errors import EdgeanomError
+from edgeanom.errors import EdgeanomError, first_line
 
 if TYPE_CHECKING:
     from edgeanom.bundle import Bundle
@@ -57,7 +57,9 @@ class TritonRunner:
             meta = self._client.get_model_metadata(self.model, as_json=True, client_timeout=TIMEOUT_S)
             config = self._client.get_model_config(self.model, as_json=True, client_timeout=TIMEOUT_S)
         except InferenceServerException as exc:
-            raise EdgeanomError(f"--backend {url}: cannot reach the Triton server ({_first(exc)})") from None
+            raise EdgeanomError(
+                f"--backend {url}: cannot reach the Triton server ({first_line(exc)[:300]})"
+            ) from None
         inputs = meta.get("inputs") or []
         if len(inputs) != 1 or inputs[0].get("datatype") != "FP32":
             raise EdgeanomError(
@@ -84,7 +86,7 @@ class TritonRunner:
             result = self._client.infer(self.model, [request], outputs=wanted, client_timeout=TIMEOUT_S)
         except self._error as exc:
             raise EdgeanomError(
-                f"Triton {self.address}/{self.model}: inference failed ({_first(exc)})"
+                f"Triton {self.address}/{self.model}: inference failed ({first_line(exc)[:300]})"
             ) from None
         return {n: result.as_numpy(n) for n in self.output_names}
 
@@ -98,11 +100,6 @@ class TritonRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _first(exc: Any) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def unavailable() -> Optional[str]:

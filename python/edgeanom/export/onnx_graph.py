@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeanom.errors import EdgeanomError
+from edgeanom.errors import EdgeanomError, first_line
 from edgeanom.fileio import atomic_write
 
 if TYPE_CHECKING:
@@ -53,8 +53,7 @@ def check_graph(model: onnx.ModelProto, what: str, min_opset: int = MIN_OPSET) -
         onnx.checker.check_model(model, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeanomError(f"{what}: the ONNX graph is invalid ({first})") from None
+        raise EdgeanomError(f"{what}: the ONNX graph is invalid ({first_line(exc)})") from None
     init = {i.name for i in model.graph.initializer}
     for value in [*[i for i in model.graph.input if i.name not in init], *model.graph.output]:
         dims = value.type.tensor_type.shape.dim

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeanom.errors import EdgeanomError
+from edgeanom.errors import EdgeanomError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -290,8 +290,7 @@ def read_trunk_state(path: Path, trunk: nn.Module, name: str) -> dict[str, torch
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:  # torch raises zip/pickle errors of several types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeanomError(f"{path}: not a readable torch state dict ({first[:200]})") from None
+        raise EdgeanomError(f"{path}: not a readable torch state dict ({first_line(exc)[:200]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

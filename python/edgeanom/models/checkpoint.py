@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeanom.bundle import Bundle
-from edgeanom.errors import EdgeanomError
+from edgeanom.errors import EdgeanomError, first_line
 from edgeanom.fileio import atomic_write
 
 TORCH_CHECKPOINT = "model.pt"
@@ -70,9 +70,8 @@ def load_model(bundle: Bundle, device: str = "cpu") -> Any:
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeanomError(
-            f"{path}: the weights do not fit a {payload['model_type']} model ({first})"
+            f"{path}: the weights do not fit a {payload['model_type']} model ({first_line(exc)})"
         ) from None
     return model.to(device).eval()
 
