@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +31,7 @@ from edgeanom.errors import EdgeanomError
 from edgeanom.models.backbones import Backbone, trunk_spec
 from edgeanom.models.base import LOGVAR_RANGE, AnomalyModel, ReconLoss, kl_divergence, mlp
 from edgeanom.models.registry import register
-from edgeanom.models.svdd import CENTER_FILE, svdd_center
+from edgeanom.models.svdd import SvddObjective
 
 BACKBONE_DEFAULTS: dict[str, Any] = {"backbone": "resnet18", "backbone_weights": None}
 MIN_SIDE = 32  # the stride-32 tap needs at least one location
@@ -163,14 +162,10 @@ class FeatureVAE(PooledFeatureModel):
 
 
 @register
-class FeatureSVDD(PooledFeatureModel):
+class FeatureSVDD(SvddObjective, PooledFeatureModel):
     """Deep SVDD on pooled backbone features: a bias-free MLP pulls normal images towards a centre."""
 
     type_name = "feat-svdd"
-    output_name = "embedding"
-    score_metric = "sse"
-    scores_maps = False
-    weight_decay = 1e-6
     defaults: ClassVar[dict[str, Any]] = {**BACKBONE_DEFAULTS, "hidden": [256], "rep_dim": 128, "eps": 0.1}
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
@@ -183,18 +178,6 @@ class FeatureSVDD(PooledFeatureModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-    def training_loss(self, x: torch.Tensor, recon_loss: ReconLoss) -> torch.Tensor:
-        return (self(x) - self.center).pow(2).sum(dim=1).mean()
-
-    @torch.no_grad()
-    def prepare(self, batches: Callable[[], Any]) -> None:
-        super().prepare(batches)  # weights and feature statistics first: the centre is in their space
-        self.center.copy_(svdd_center(self, batches, float(self.params["eps"])))
-
-    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
-        np.save(folder / CENTER_FILE, self.center.detach().cpu().numpy().astype(np.float32))
-        return {"metric": "sse", "center": CENTER_FILE, "map": None}
 
 
 @register

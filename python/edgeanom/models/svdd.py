@@ -23,8 +23,34 @@ from edgeanom.models.registry import register
 CENTER_FILE = "center.npy"
 
 
+class SvddObjective:
+    """Deep SVDD's objective and scoring, for any encoder with a `center` buffer and an `eps` parameter:
+    the loss and score are the squared distance of the embedding to the centre c, which `prepare` fixes
+    before training. Listed before the model's base class (`class M(SvddObjective, AnomalyModel)`)."""
+
+    output_name = "embedding"
+    weight_decay = 1e-6
+    score_metric = "sse"
+    scores_maps = False
+
+    def training_loss(self, x: torch.Tensor, recon_loss: ReconLoss) -> torch.Tensor:
+        return (self(x) - self.center).pow(2).sum(dim=1).mean()
+
+    @torch.no_grad()
+    def prepare(self, batches: Callable[[], Any]) -> None:
+        """The base class's preparation first (a feature model loads its weights and feature statistics:
+        the centre lies in their space), then c."""
+        super().prepare(batches)
+        self.center.copy_(svdd_center(self, batches, float(self.params["eps"])))
+
+    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """Scored by the squared distance to the centre, which the core broadcasts from center.npy."""
+        np.save(folder / CENTER_FILE, self.center.detach().cpu().numpy().astype(np.float32))
+        return {"metric": "sse", "center": CENTER_FILE, "map": None}
+
+
 @register
-class DeepSVDD(AnomalyModel):
+class DeepSVDD(SvddObjective, AnomalyModel):
     """One-class Deep SVDD: a bias-free encoder pulls normal data towards a fixed centre c.
 
     Bias terms (and affine batch-norm) are left out so the network cannot map everything to c trivially.
@@ -33,10 +59,6 @@ class DeepSVDD(AnomalyModel):
 
     type_name = "deep-svdd"
     kinds = ("image", "window", "vector")
-    output_name = "embedding"
-    weight_decay = 1e-6
-    score_metric = "sse"
-    scores_maps = False
     defaults: ClassVar[dict[str, Any]] = {
         "hidden": [64, 32],
         "channels": [32, 64, 128],
@@ -66,18 +88,6 @@ class DeepSVDD(AnomalyModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-    def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
-        """Scored by the squared distance to the centre, which the core broadcasts from center.npy."""
-        np.save(folder / CENTER_FILE, self.center.detach().cpu().numpy().astype(np.float32))
-        return {"metric": "sse", "center": CENTER_FILE, "map": None}
-
-    def training_loss(self, x: torch.Tensor, recon_loss: ReconLoss) -> torch.Tensor:
-        return (self(x) - self.center).pow(2).sum(dim=1).mean()
-
-    @torch.no_grad()
-    def prepare(self, batches: Callable[[], Any]) -> None:
-        self.center.copy_(svdd_center(self, batches, float(self.params["eps"])))
 
 
 @torch.no_grad()
