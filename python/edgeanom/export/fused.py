@@ -89,7 +89,7 @@ class ScoreSpec:
                 from_output=bundle.onnx.get("output") == MAP_OUTPUT,
             )
         return cls(
-            metric=str(spec.get("metric", "mse")) if spec.get("metric", "mse") in METRICS else "mse",
+            metric=str(spec.get("metric", "mse")),
             weights=None
             if weights is None
             else np.asarray(weights, dtype=np.float32).reshape(bundle.input_shape),
@@ -246,9 +246,7 @@ def append_score_head(
             else:
                 h.non_finite_to_inf(cmean, cmean, "error_map", MAP_OUTPUT)
             new_outputs.append(
-                helper.make_tensor_value_info(
-                    MAP_OUTPUT, TensorProto.FLOAT, ["batch", *_dims(graph, input_name)[2:]]
-                )
+                helper.make_tensor_value_info(MAP_OUTPUT, TensorProto.FLOAT, ["batch", *dims[2:]])
             )
     new_outputs.insert(0, helper.make_tensor_value_info(SCORE_OUTPUT, TensorProto.FLOAT, ["batch"]))
 

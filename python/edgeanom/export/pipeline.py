@@ -506,15 +506,20 @@ def _engine_step(bundle: Bundle, opts: ExportOptions, calib: Optional[Samples], 
     result.engine = {"file": str(path.relative_to(bundle.path)), "built": built, "precision": precision}
 
 
+def _served_graph(bundle: Bundle, opts: ExportOptions) -> tuple[Path, bool]:
+    """The graph a server gets (Triton, DeepStream): the FP16 one with --fp16, else the deployed one; and
+    whether it is the FP16 one."""
+    half = bool(opts.fp16 and bundle.onnx.get("fp16_file"))
+    name = bundle.onnx.get("fp16_file") if half else bundle.onnx.get("file")
+    return bundle.path / str(name or FP32_FILE), half
+
+
 # --- DeepStream -------------------------------------------------------------------------------------------
 def _deepstream_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) -> None:
     from edgeanom.export.deepstream import write_deepstream
 
     assert opts.deepstream_dir is not None
-    half = bool(opts.fp16 and bundle.onnx.get("fp16_file"))
-    onnx_path = bundle.path / str(
-        bundle.onnx.get("fp16_file") if half else bundle.onnx.get("file") or FP32_FILE
-    )
+    onnx_path, half = _served_graph(bundle, opts)
     precision = "int8" if opts.int8 else ("fp16" if half else "fp32")
     engine = bundle.path / result.engine["file"] if result.engine is not None else None
     result.deepstream = write_deepstream(
@@ -533,12 +538,7 @@ def _triton_step(bundle: Bundle, opts: ExportOptions, result: ExportResult) -> N
 
     assert opts.triton_dir is not None
     name = safe_model_name(opts.triton_name or bundle.path.resolve().name)
-    onnx_name = (
-        bundle.onnx.get("fp16_file")
-        if opts.fp16 and bundle.onnx.get("fp16_file")
-        else bundle.onnx.get("file")
-    )
-    onnx_path = bundle.path / str(onnx_name or FP32_FILE)
+    onnx_path, _half = _served_graph(bundle, opts)
     # scikit-learn graphs use ai.onnx.ml operators, which run on CPU only; the rest: as asked, AUTO by default
     kind = "KIND_CPU" if bundle.model_family == "sklearn" else f"KIND_{opts.triton_kind.upper()}"
     parameters = {
