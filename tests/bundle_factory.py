@@ -3,14 +3,14 @@
 Kinds: image (conv AE, [C, H, W]), window (MLP AE on [T, C]) and vector (MLP AE on [F]). The ONNX model has
 input `input`, output `reconstruction` and a dynamic batch axis, exported with the legacy exporter
 (fast). Any test may use it; `make_bundle` trains nothing, so a bundle takes well under a second to build.
-`train_tiny_conv_ae` is the exception: a real 1-epoch bundle through `train_bundle`, for export tests that need
-a checkpoint.
+`train_tiny_conv_ae` is the exception: a real 1-epoch bundle through `train_bundle`, for export and serving tests
+that need a checkpoint (on `grating_images` when they need images with structure and defects).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -145,17 +145,21 @@ def write_fp16_onnx(src: Path, dst: Path) -> Path:
     return dst
 
 
-def train_tiny_conv_ae(out: Path) -> Path:
-    """A real conv-AE bundle (32x32 grey noise, 1 epoch, tiny layers) written by `train_bundle`."""
+def train_tiny_conv_ae(out: Path, data: Optional[Path] = None) -> Path:
+    """A real conv-AE bundle (1 epoch, tiny layers) written by `train_bundle`: on `data` (an image folder,
+    e.g. from `grating_images`) or on 16 frames of 32x32 grey noise."""
     import warnings
 
     from edgeanom.train.api import train_bundle
 
     rng = np.random.default_rng(0)
-    frames = [(100 + 30 * rng.random((32, 32))).astype(np.uint8) for _ in range(16)]
+    frames = (
+        None if data is not None else [(100 + 30 * rng.random((32, 32))).astype(np.uint8) for _ in range(16)]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes during train_bundle's ONNX export
         train_bundle(
+            data,
             frames=frames,
             model="conv-ae",
             out=out,
@@ -163,6 +167,27 @@ def train_tiny_conv_ae(out: Path) -> Path:
             image_size=32,
             channels=[4, 8],
             latent=8,
+            threads=1,
             progress=False,
         )
     return out
+
+
+def grating_images(
+    folder: Path, n: int, seed: int = 0, color: bool = False, defect: Callable[[int], bool] = lambda i: False
+) -> Path:
+    """`n` 32x32 PNGs of a vertical grating with sensor noise (grey, or noise per colour channel); images
+    `defect(i)` holds for get a saturated 10x10 square."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    grating = 90 + 70 * np.sin(np.arange(32) / 3.0)[None, :]
+    if color:
+        grating = grating[..., None]
+    for i in range(n):
+        img = (grating + rng.normal(0, 5, (32, 32, 3) if color else (32, 32))).clip(0, 255)
+        if defect(i):
+            img[10:20, 10:20] = 255
+        cv2.imwrite(str(folder / f"{i:02d}.png"), img.astype(np.uint8))
+    return folder

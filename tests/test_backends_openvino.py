@@ -22,19 +22,11 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install '
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import cv2
-
+    from bundle_factory import grating_images, train_tiny_conv_ae
     from edgeanom.export.pipeline import ExportOptions, export_bundle
-    from edgeanom.train.api import train_bundle
 
     root = tmp_path_factory.mktemp("ov")
-    rng = np.random.default_rng(0)
-    (root / "good").mkdir()
-    for i in range(24):
-        img = (100 + 60 * np.cos(np.arange(32) / 5.0)[:, None] + rng.normal(0, 5, (32, 32, 3))).clip(0, 255)
-        cv2.imwrite(str(root / "good" / f"{i:02d}.png"), img.astype(np.uint8))
-    train_bundle(root / "good", model="conv-ae", out=root / "m", epochs=2, threads=1, progress=False,
-                 channels=[8, 8], latent=8)  # fmt: skip
+    train_tiny_conv_ae(root / "m", grating_images(root / "good", 24, color=True))
     export_bundle(root / "m", ExportOptions(fp16=True))
     return root
 

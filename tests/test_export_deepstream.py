@@ -9,7 +9,6 @@ import importlib.util
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from edgeanom.errors import EdgeanomError
@@ -32,16 +31,10 @@ def _probe(path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeanom.train.api import train_bundle
+    from bundle_factory import grating_images, train_tiny_conv_ae
 
     root = tmp_path_factory.mktemp("ds")
-    rng = np.random.default_rng(0)
-    (root / "good").mkdir()
-    for i in range(24):
-        img = (110 + 50 * np.sin(np.arange(32) / 4.0)[None, :] + rng.normal(0, 4, (32, 32))).clip(0, 255)
-        cv2.imwrite(str(root / "good" / f"{i:02d}.png"), img.astype(np.uint8))
-    train_bundle(root / "good", model="conv-ae", out=root / "m", epochs=2, threads=1, progress=False,
-                 channels=[8, 8], latent=8)  # fmt: skip
+    train_tiny_conv_ae(root / "m", grating_images(root / "good", 24))
     return root
 
 

@@ -42,23 +42,16 @@ def _free_ports(n: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    import cv2
     import tritonclient.grpc as grpcclient
 
+    from bundle_factory import grating_images, train_tiny_conv_ae
     from edgeanom.export.pipeline import ExportOptions, export_bundle
-    from edgeanom.train.api import train_bundle
 
     root = tmp_path_factory.mktemp("triton")
-    rng = np.random.default_rng(0)
-    for folder, n in (("train", 24), ("images", 12)):
-        (root / folder).mkdir()
-        for i in range(n):
-            img = (90 + 70 * np.sin(np.arange(32) / 3.0)[None, :] + rng.normal(0, 5, (32, 32))).clip(0, 255)
-            if folder == "images" and i % 2:
-                img[10:20, 10:20] = 255  # obvious defects in half the test images
-            cv2.imwrite(str(root / folder / f"{i:02d}.png"), img.astype(np.uint8))
-    train_bundle(root / "train", model="conv-ae", out=root / "m", epochs=2, threads=1, progress=False,
-                 channels=[8, 8], latent=8)  # fmt: skip
+    train_tiny_conv_ae(root / "m", grating_images(root / "train", 24))
+    grating_images(
+        root / "images", 12, seed=1, defect=lambda i: i % 2 == 1
+    )  # defects in half the test images
     export_bundle(root / "m", ExportOptions(triton_dir=root / "repo", triton_name="edgeanom"))
     grpc, http, metrics = _free_ports(3)
     log = (root / "server.log").open("w")
