@@ -226,31 +226,27 @@ class Preprocessor:
         self.kind = bundle.input_kind
         self.sample_shape = bundle.input_shape
         spec = bundle.preprocess
-        pack = (spec.get("image") or {}).get("pack") if self.kind == "image" else None
-        frames = pack.get("frames", 3) if isinstance(pack, dict) else 0
-        self.image = (
-            ImagePreprocessor(
-                spec["image"]["size"], spec["image"]["color"], frames if _is_whole(frames) else 0
+        image = spec["image"] if self.kind == "image" else None
+        self.pack: Optional[dict[str, Any]] = (image or {}).get("pack")
+        if self.pack is not None and (not isinstance(self.pack, dict) or "spacing" not in self.pack):
+            raise EdgeanomError(
+                f'bundle {bundle.path}: preprocess.image.pack must be {{"frames": T, "spacing": S}}, '
+                f"got {self.pack!r}"
             )
-            if self.kind == "image"
+        packer = self.new_packer()  # validates frames and spacing
+        self.image = (
+            ImagePreprocessor(image["size"], image["color"], packer.frames if packer else 0)
+            if image is not None
             else None
         )
+        if packer is not None and self.image is not None and self.image.color != "rgb":
+            raise EdgeanomError(
+                f"bundle {bundle.path}: preprocess.image.pack needs color 'rgb', got {self.image.color!r}"
+            )
         self.scaler = FeatureScaler.from_json(spec.get("scaler"))
         window = spec.get("window") or {}
         self.window_length = int(window.get("length", 0)) or None
         self.window_stride = int(window.get("stride", 1))
-        self.pack: Optional[dict[str, Any]] = (spec.get("image") or {}).get("pack") if self.image else None
-        if self.pack is not None:
-            if not isinstance(self.pack, dict) or "spacing" not in self.pack:
-                raise EdgeanomError(
-                    f'bundle {bundle.path}: preprocess.image.pack must be {{"frames": T, "spacing": S}}, '
-                    f"got {self.pack!r}"
-                )
-            if self.image is not None and self.image.color != "rgb":
-                raise EdgeanomError(
-                    f"bundle {bundle.path}: preprocess.image.pack needs color 'rgb', got {self.image.color!r}"
-                )
-            self.new_packer()  # validates frames and spacing
 
     def new_packer(self) -> Optional[FramePacker]:
         """A fresh FramePacker for one stream when the bundle packs frames (preprocess.image.pack), else None.
