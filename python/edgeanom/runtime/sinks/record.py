@@ -110,7 +110,8 @@ class VideoRecorder:
             self._closed = True
             for stream, (writer, _) in list(self._writers.items()):
                 writer.release()
-                self._segment_whole(stream)
+                if self.failure is None:  # once stopped, the first reason stands (and is said once)
+                    self._segment_whole(stream)
             self._writers.clear()
         if self.failure is not None:
             raise EdgeanomError(self.failure)
