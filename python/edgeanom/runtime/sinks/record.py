@@ -110,8 +110,7 @@ class VideoRecorder:
             self._closed = True
             for stream, (writer, _) in list(self._writers.items()):
                 writer.release()
-                if self.failure is None:  # once stopped, the first reason stands (and is said once)
-                    self._segment_whole(stream)
+                self._segment_whole(stream)
             self._writers.clear()
         if self.failure is not None:
             raise EdgeanomError(self.failure)
@@ -146,12 +145,16 @@ class VideoRecorder:
         return False
 
     def _stop(self, why: str, kept: int) -> None:
-        self.failure = (
-            f"--record {self.path}: recording stopped: {why}; the {kept} file(s) before it are complete"
-        )
         for writer, _ in self._writers.values():
             writer.release()
         self._writers.clear()
+        if (
+            self.failure is not None
+        ):  # another stream's file failed too (it is removed): the first reason stands
+            return
+        self.failure = (
+            f"--record {self.path}: recording stopped: {why}; the {kept} file(s) before it are complete"
+        )
         self.warn(self.failure + "; detection goes on")
 
     def _stream_path(self, stream: int, suffix: Optional[str], segment: int = 0) -> Path:
