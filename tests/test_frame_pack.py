@@ -169,6 +169,7 @@ def test_bundle_records_the_packing_and_frame_pred_is_the_default(trained: dict[
     assert bundle.preprocess["image"] == {
         "size": [SIZE, SIZE],
         "color": "rgb",
+        "resize": "fast-area",
         "pack": {"frames": 3, "spacing": SPACING},
     }
     assert bundle.model_type == "frame-pred" and bundle.input_shape == (3, SIZE, SIZE)

@@ -12,7 +12,7 @@ import torch
 
 from edgeanom.bundle import load_bundle
 from edgeanom.models import build_model
-from edgeanom.models.synthetic import blob_masks, synthesize
+from edgeanom.models.synthetic import blob_masks, line_masks, synthesize
 
 
 def test_defects_are_blobs_pasted_only_inside_their_masks() -> None:
@@ -29,6 +29,38 @@ def test_defects_are_blobs_pasted_only_inside_their_masks() -> None:
     none = synthesize(x, torch.Generator().manual_seed(2), fraction=0.0)[1]
     assert none.sum() == 0
     assert blob_masks(2, 40, 24, torch.Generator().manual_seed(3), 0.05).shape == (2, 40, 24)
+
+
+def test_line_defects_are_thin_strokes_against_a_float64_distance_reference() -> None:
+    n, h, w = 12, 64, 96
+    masks = line_masks(n, h, w, torch.Generator().manual_seed(4))
+    assert masks.shape == (n, h, w) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(masks, line_masks(n, h, w, torch.Generator().manual_seed(4)))
+    # re-draw the same strokes from the same random numbers in float64 and compare pixel by pixel
+    gen = torch.Generator().manual_seed(4)
+    start = (torch.rand(n, 3, 2, generator=gen) * torch.tensor([h, w])).double()
+    angle = torch.rand(n, 3, generator=gen).double() * np.pi
+    length = 96 * (0.15 + 0.65 * torch.rand(n, 3, generator=gen).double())
+    half = (0.5 * 64 * (0.01 + 0.03 * torch.rand(n, 3, generator=gen).double())).clamp(min=0.5)
+    used = torch.arange(3).view(1, -1) <= (torch.rand(n, 1, generator=gen) * 3).long()
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    for i in range(n):
+        ref = np.zeros((h, w), bool)
+        for s in range(3):
+            if not used[i, s]:
+                continue
+            p0 = start[i, s].numpy()
+            d = np.array([np.sin(angle[i, s].item()), np.cos(angle[i, s].item())]) * length[i, s].item()
+            t = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / (d @ d), 0, 1)
+            dist = np.hypot(yy - (p0[0] + t * d[0]), xx - (p0[1] + t * d[1]))
+            ref |= dist <= half[i, s].item()
+        got = masks[i].numpy() > 0.5
+        assert (got != ref).sum() <= 2, i  # float32 rounding at the stroke's edge only
+        assert got.mean() < 0.1  # thin: a stroke covers a few per cent of the image at most
+    x = torch.rand(n, 1, h, w)
+    defective, m = synthesize(x, torch.Generator().manual_seed(5), fraction=1.0, line_fraction=1.0)
+    assert m.sum() > 0 and float(m.mean()) < 0.05
+    assert torch.equal(defective[m.unsqueeze(1) == 0], x[m.unsqueeze(1) == 0])
 
 
 def test_the_map_is_a_probability_per_pixel_and_validation_defects_are_fixed() -> None:

@@ -117,6 +117,7 @@ def test_image_bundle_skips_corrupt_files_and_detects_defects(tmp_path, image_da
     assert meta["input"]["shape"] == [1, 32, 32] and meta["preprocess"]["image"] == {
         "size": [32, 32],
         "color": "gray",
+        "resize": "fast-area",
     }
     score_map = dict(meta["score"]["map"])
     assert score_map.pop("normalize")["mean"] == "map_mean.npy"  # on by default (test_train_map_norm.py)

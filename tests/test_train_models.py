@@ -163,3 +163,47 @@ def test_baseline_onnx_score_is_negated_decision_function(tmp_path, model_type):
     assert got.shape == (15,)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert got[10:].min() > np.median(got[:10]), "higher score must mean more anomalous"
+
+
+def test_a_checkpoint_saved_before_a_hyper_parameter_existed_keeps_its_architecture(tmp_path) -> None:
+    """conv-ae's decoder_kernel came later: a checkpoint without it was a 4x4 decoder, whatever today's
+    default; the 2x2 decoder reconstructs with the same shapes and exports like the other."""
+    old = build_model("conv-ae", (1, 16, 16), {"channels": [4, 8], "latent": 8, "decoder_kernel": 4}).eval()
+    old.params = {k: v for k, v in old.params.items() if k != "decoder_kernel"}  # as bundles saved it then
+    bundle = _bundle(tmp_path, old)
+    save_torch(old, tmp_path / TORCH_CHECKPOINT)
+    loaded = load_model(bundle)
+    assert loaded.decoder.net[0].kernel_size == (4, 4) and loaded.params["decoder_kernel"] == 4
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), old(x))
+    fast = build_model("conv-ae", (1, 16, 16), {"channels": [4, 8], "latent": 8, "decoder_kernel": 2}).eval()
+    assert all(m.kernel_size == (2, 2) for m in fast.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+    with torch.no_grad():
+        assert fast(x).shape == x.shape
+    parity = export_onnx(fast, tmp_path / "fast.onnx")
+    assert parity["max_abs_diff_vs_torch"] < 1e-5, parity
+    with pytest.raises(EdgeanomError, match="decoder_kernel must be 2 or 4, got 3"):
+        build_model("conv-ae", (1, 16, 16), {"channels": [4, 8], "decoder_kernel": 3})
+
+
+def test_frame_pred_gradient_difference_term_against_a_float64_reference() -> None:
+    from edgeanom.models.frame_pred import gradient_difference
+
+    gen = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 1, 8, 12, generator=gen), torch.rand(2, 1, 8, 12, generator=gen)
+    p, t = pred.double().numpy(), target.double().numpy()
+    ref = sum(np.abs(np.abs(np.diff(p, axis=a)) - np.abs(np.diff(t, axis=a))).mean() for a in (2, 3))
+    assert abs(float(gradient_difference(pred, target)) - ref) < 1e-6
+    x = torch.rand(2, 3, 8, 8, generator=gen)
+    plain = build_model("frame-pred", (3, 8, 8), {"width": 4}).eval()
+    sharp = build_model("frame-pred", (3, 8, 8), {"width": 4, "gradient_weight": 2.0}).eval()
+    sharp.load_state_dict(plain.state_dict())
+    mse = lambda a, b: torch.nn.functional.mse_loss(a, b)  # noqa: E731
+    with torch.no_grad():
+        out = plain(x)
+        assert float(plain.training_loss(x, mse)) == pytest.approx(float(mse(out, x)))
+        extra = 2.0 * float(gradient_difference(out[:, -1:], x[:, -1:]))
+        assert float(sharp.training_loss(x, mse)) == pytest.approx(float(mse(out, x)) + extra, rel=1e-6)
+    with pytest.raises(EdgeanomError, match="gradient_weight must be >= 0"):
+        build_model("frame-pred", (3, 8, 8), {"gradient_weight": -1})

@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--topk", type=int, default=None, help="default: the train API's (1 %% of the pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--param", action="append", default=[], help="model hyper-parameter NAME=VALUE (train's --param)"
+    )
+    p.add_argument(
         "--threads", type=int, default=1, help="torch/ONNX Runtime threads (1 wins on a busy 2-core box)"
     )
     p.add_argument("--out", default="mvtec_bottle", help="results file name (<results-dir>/<out>.json)")
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeanom.bundle import Bundle, load_bundle
     from edgeanom.export.pipeline import ExportOptions, export_bundle
     from edgeanom.train.api import train_bundle
+    from edgeanom.train.config import parse_param
 
     torch.set_num_threads(args.threads)
     train_paths, test = common.mvtec_split(root)
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         progress=False,
+        **({"params": dict(parse_param(t) for t in args.param)} if args.param else {}),
     )
     train_s = float(bundle.meta["model"]["train"]["seconds"])
     t0 = time.perf_counter()

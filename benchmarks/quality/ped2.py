@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--unet-width", type=int, default=16, help="frame-pred U-Net width")
     p.add_argument(
+        "--gradient-weight",
+        type=float,
+        default=None,
+        help="frame-pred gradient-difference loss weight (default: the model's)",
+    )
+    p.add_argument(
         "--ewma-alpha", type=float, default=0.3, help="causal smoothing weight of the newest frame"
     )
     p.add_argument("--seed", type=int, default=0)
@@ -172,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         test_frames = {v: common.read_images(p) for v, p in test_videos.items()}  # packed while scoring
         model = "frame-pred" if args.model == "conv-ae" else args.model
         color, params = "rgb", {"width": args.unet_width}
+        if args.gradient_weight is not None:
+            params["gradient_weight"] = args.gradient_weight
     else:
         train_frames = [f for v in train_videos.values() for f in common.read_images(v[:: args.frame_step])]
         test_frames = {v: common.read_images(p) for v, p in test_videos.items()}

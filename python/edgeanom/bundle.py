@@ -6,11 +6,13 @@ Schema (documented in docs/bundle.md) — `bundle.json` holds:
 - ``model``: ``{"type": "conv-ae", "family": "torch" | "sklearn", "params": {...}}``
 - ``input``: ``{"kind": "image" | "window" | "vector", "shape": [...per-sample shape...], "names": [...]}``
   image shape is ``[C, H, W]``; window shape ``[T, C]``; vector shape ``[F]``.
-- ``preprocess``: ``{"image": {"size": [H, W], "color": "gray" | "rgb", "pack": {"frames": T, "spacing": S}
-  (optional)} | null,
+- ``preprocess``: ``{"image": {"size": [H, W], "color": "gray" | "rgb", "resize": "area" | "fast-area"
+  (optional, absent = "area"), "pack": {"frames": T, "spacing": S} (optional)} | null,
   "scaler": {"kind": "minmax" | "standard", "offset": [...], "scale": [...]} | null,
   "window": {"length": T, "stride": S} | null, "columns": [...] | null, "time_column": str | null}``
-  Pixels become ``float32 / 255`` in NCHW; scaled features are ``(x - offset) * scale``.
+  Pixels become ``float32 / 255`` in NCHW; scaled features are ``(x - offset) * scale``. ``resize``: how frames
+  shrink to the model size: OpenCV's area filter, or ``fast-area`` (bilinear to an integer multiple, then an
+  integer box mean; what train writes), see ``edgeanom.preprocess.fast_area_resize``.
   ``pack`` (video models: ``frame-pred``, ``clip-lstm``): before that, each stream's grey frames t-(T-1)S, ...,
   t-S, t are packed into the T channels of one frame (causal; the first (T-1)S frames repeat frame 0), see
   ``edgeanom.preprocess.FramePacker``; color is then ``rgb`` and the channels run oldest -> newest.

@@ -94,15 +94,21 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of ConvEncoder with transposed convolutions; sigmoid output for [0, 1] pixels."""
+    """Mirror of ConvEncoder with transposed convolutions; sigmoid output for [0, 1] pixels.
 
-    def __init__(self, out_ch: int, channels: Sequence[int]) -> None:
+    `kernel` 4 (stride 2, padding 1: overlapping taps) or 2 (stride 2: each input pixel paints its own 2x2
+    block, a quarter of the multiply-adds; ONNX Runtime's CPU ConvTranspose is the slowest layer of the
+    4x4 decoder)."""
+
+    def __init__(self, out_ch: int, channels: Sequence[int], kernel: int = 4) -> None:
         super().__init__()
+        if kernel not in (2, 4):
+            raise EdgeanomError(f"decoder_kernel must be 2 or 4, got {kernel!r}")
         rev = list(channels)[::-1]
         layers: list[nn.Module] = []
         for i, ch in enumerate(rev):
             nxt = rev[i + 1] if i + 1 < len(rev) else out_ch
-            layers.append(nn.ConvTranspose2d(ch, nxt, 4, stride=2, padding=1))
+            layers.append(nn.ConvTranspose2d(ch, nxt, kernel, stride=2, padding=(kernel - 2) // 2))
             if i + 1 < len(rev):
                 layers += [nn.BatchNorm2d(nxt), nn.LeakyReLU(0.2)]
         layers.append(nn.Sigmoid())

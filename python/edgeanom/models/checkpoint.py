@@ -66,7 +66,7 @@ def load_model(bundle: Bundle, device: str = "cpu") -> Any:
     missing = [k for k in ("model_type", "input_shape", "params", "state_dict") if k not in payload]
     if missing:
         raise EdgeanomError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    model = build_model(payload["model_type"], payload["input_shape"], payload["params"])
+    model = build_model(payload["model_type"], payload["input_shape"], payload["params"], saved=True)
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:

@@ -37,13 +37,14 @@ class ConvAE(AnomalyModel):
     type_name = "conv-ae"
     kinds = ("image",)
     default_for = ("image",)
-    defaults: ClassVar[dict[str, Any]] = {"channels": [32, 64, 128, 128], "latent": 128}
+    defaults: ClassVar[dict[str, Any]] = {"channels": [32, 64, 128, 128], "latent": 128, "decoder_kernel": 4}
+    saved_before: ClassVar[dict[str, Any]] = {"decoder_kernel": 4}
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
         super().__init__(input_shape, params)
         c, channels, self.inner = conv_geometry(self, params)
         self.encoder = ConvEncoder(c, channels)
-        self.decoder = ConvDecoder(c, channels)
+        self.decoder = ConvDecoder(c, channels, int(params["decoder_kernel"]))
         latent = int(params["latent"])
         flat = math.prod(self.inner)
         self.to_latent = nn.Linear(flat, latent) if latent else None

@@ -37,6 +37,9 @@ class ModelInfo:
     default_for: tuple[str, ...] = ()  # input kinds (or PACKED_FRAMES) it is the default for
     output_name = "reconstruction"  # the ONNX graph's output
     defaults: ClassVar[dict[str, Any]] = {}  # hyper-parameters
+    # Hyper-parameters added after bundles were already saved, with the value those bundles were built with:
+    # a checkpoint that lacks one gets this, not today's default (which may build another architecture).
+    saved_before: ClassVar[dict[str, Any]] = {}
     scaler = "standard"
     weight_decay = 0.0
     score_metric = "mse"  # how the output becomes a score ("model": the output is the score)
@@ -122,9 +125,17 @@ def resolve_params(model_type: str, params: dict[str, Any], defaults: dict[str, 
     return {**defaults, **params}
 
 
-def build_model(model_type: str, input_shape: Sequence[int], params: Optional[dict[str, Any]] = None) -> Any:
-    """Construct a registered torch model with resolved hyper-parameters."""
+def build_model(
+    model_type: str,
+    input_shape: Sequence[int],
+    params: Optional[dict[str, Any]] = None,
+    *,
+    saved: bool = False,
+) -> Any:
+    """Construct a registered torch model with resolved hyper-parameters. `saved`: the params come from a
+    checkpoint, where a hyper-parameter it predates takes the value in `saved_before`."""
     cls = get_model(model_type)
     if cls.family != "torch":
         raise EdgeanomError(f"{model_type!r} is a scikit-learn baseline, not a torch model")
-    return cls(input_shape, resolve_params(model_type, dict(params or {}), cls.defaults))
+    given = {**cls.saved_before, **dict(params or {})} if saved else dict(params or {})
+    return cls(input_shape, resolve_params(model_type, given, cls.defaults))

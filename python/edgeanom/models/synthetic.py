@@ -2,8 +2,10 @@
 alone: no pretrained weights, no texture set to download.
 
 Training makes its own defects out of the normal batch: a blob mask (low-resolution noise, smoothed and
-thresholded to cover 1-12% of the image) over which the image is blended with another image of the batch moved
-and rotated, with a brightness/contrast-changed copy of itself, or with its own mirror image moved; a small
+thresholded to cover 1-12% of the image) or thin straight strokes (one to three segments, 1-4% of the side
+thick: the scratches, cracks and cuts of real parts, CutPaste's "scar"), over which the image is blended with
+another image of the batch moved and rotated, with a brightness/contrast-changed copy of itself, or with its
+own mirror image moved; a small
 U-Net learns to segment those blobs (focal + dice loss). At inference its output, the per-pixel probability of
 "not normal", is the anomaly map that the scorer blurs, normalises and reduces to the image score like any
 error map. Unlike a reconstruction autoencoder it does not have to reproduce a texture to notice that a patch
@@ -44,7 +46,12 @@ class SyntheticAnomalySegmenter(AnomalyModel):
     type_name = "synth-seg"
     kinds = ("image",)
     output_name = "error_map"
-    defaults: ClassVar[dict[str, Any]] = {"width": 16, "anomaly_fraction": 0.7, "max_area": 0.12}
+    defaults: ClassVar[dict[str, Any]] = {
+        "width": 16,
+        "anomaly_fraction": 0.7,
+        "max_area": 0.12,
+        "line_fraction": 0.5,
+    }
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
         super().__init__(input_shape, params)
@@ -73,7 +80,11 @@ class SyntheticAnomalySegmenter(AnomalyModel):
     def training_loss(self, x: torch.Tensor, recon_loss: ReconLoss) -> torch.Tensor:
         gen = None if self.training else torch.Generator(device="cpu").manual_seed(VAL_SEED)
         defective, mask = synthesize(
-            x, gen, fraction=float(self.params["anomaly_fraction"]), max_area=float(self.params["max_area"])
+            x,
+            gen,
+            fraction=float(self.params["anomaly_fraction"]),
+            max_area=float(self.params["max_area"]),
+            line_fraction=float(self.params["line_fraction"]),
         )
         return segmentation_loss(self.logits(defective), mask)
 
@@ -105,14 +116,45 @@ def blob_masks(n: int, h: int, w: int, gen: Optional[torch.Generator], max_area:
     return (noise > level.view(n, 1, 1)).float()
 
 
+def line_masks(n: int, h: int, w: int, gen: Optional[torch.Generator], segments: int = 3) -> torch.Tensor:
+    """[n, h, w] 0/1 masks of one to `segments` straight strokes each: random start, direction and length
+    (15-80% of the longer side), thickness 1-4% of the shorter side (at least one pixel)."""
+    side, short = float(max(h, w)), float(min(h, w))
+    start = _rand([n, segments, 2], gen) * torch.tensor([h, w], dtype=torch.float32)
+    angle = _rand([n, segments], gen) * torch.pi
+    length = side * (0.15 + 0.65 * _rand([n, segments], gen))
+    direction = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1)
+    end = start + direction * length.unsqueeze(-1)
+    half = (0.5 * short * (0.01 + 0.03 * _rand([n, segments], gen))).clamp(min=0.5)
+    used = torch.arange(segments).view(1, -1) <= (_rand([n, 1], gen) * segments).long()
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5, indexing="ij"
+    )
+    pixel = torch.stack([yy, xx], dim=-1).view(1, 1, h * w, 2)
+    seg = (end - start).unsqueeze(2)  # [n, s, 1, 2]
+    along = ((pixel - start.unsqueeze(2)) * seg).sum(-1) / (seg * seg).sum(-1).clamp(min=1e-6)
+    nearest = start.unsqueeze(2) + along.clamp(0.0, 1.0).unsqueeze(-1) * seg
+    dist = (pixel - nearest).norm(dim=-1)  # [n, s, h*w]
+    hit = (dist <= half.unsqueeze(-1)) & used.unsqueeze(-1)
+    return hit.any(dim=1).view(n, h, w).float()
+
+
 def synthesize(
-    x: torch.Tensor, gen: Optional[torch.Generator] = None, fraction: float = 0.7, max_area: float = 0.12
+    x: torch.Tensor,
+    gen: Optional[torch.Generator] = None,
+    fraction: float = 0.7,
+    max_area: float = 0.12,
+    line_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normal images [N, C, H, W] in [0, 1] -> (images with synthetic defects, their masks [N, H, W]).
-    A share `fraction` of the batch gets a defect; the rest stays normal (mask 0)."""
+    A share `fraction` of the batch gets a defect (of those, a share `line_fraction` thin strokes, the rest
+    blobs); the rest stays normal (mask 0)."""
     n, c, h, w = x.shape
     cpu = x.detach().cpu()
-    masks = blob_masks(n, h, w, gen, max_area) * (_rand([n, 1, 1], gen) < fraction).float()
+    masks = blob_masks(n, h, w, gen, max_area)
+    if line_fraction > 0:
+        masks = torch.where(_rand([n, 1, 1], gen) < line_fraction, line_masks(n, h, w, gen), masks)
+    masks = masks * (_rand([n, 1, 1], gen) < fraction).float()
     shift = (int(_rand([1], gen) * h), int(_rand([1], gen) * w))
     other = torch.roll(torch.roll(cpu, 1, dims=0), shifts=shift, dims=(2, 3))
     other = torch.rot90(other, int(_rand([1], gen) * 4), dims=(2, 3)) if h == w else other

@@ -27,7 +27,7 @@ from edgeanom.data import (
 )
 from edgeanom.errors import EdgeanomError
 from edgeanom.models.registry import get_model
-from edgeanom.preprocess import FeatureScaler, ImagePreprocessor
+from edgeanom.preprocess import NEW_BUNDLE_RESIZE, FeatureScaler, ImagePreprocessor
 from edgeanom.train.config import TrainOptions
 
 CHUNK = 64
@@ -137,7 +137,7 @@ def preprocess_frames(
         size = size_from_frames([r.frame for r in head])
     if color == "auto":
         color = "gray" if is_gray_content([r.frame for r in head]) else "rgb"
-    pre = ImagePreprocessor(size, color, packed)
+    pre = ImagePreprocessor(size, color, packed, NEW_BUNDLE_RESIZE)
     chunks: list[np.ndarray] = []
     kept: list[FrameRecord] = []
     pending: list[FrameRecord] = []
@@ -207,6 +207,7 @@ def prepare_images(
             "image": {
                 "size": [h, w],
                 "color": color,
+                "resize": NEW_BUNDLE_RESIZE,
                 **({"pack": {"frames": frame_pack_count(opts), "spacing": spacing}} if spacing else {}),
             },
             "scaler": None,
