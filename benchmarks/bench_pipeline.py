@@ -317,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     a4, b4 = results["a_backend_batch4"]["fps"], results["b_pipeline_4_streams"]["fps"]
     a1, b1 = results["a_backend_batch1"]["fps"], results["b_pipeline_batch1"]["fps"]
     targets = {
-        "pipeline_vs_backend": {"value": b / a, "target": TARGET_VS_BACKEND, "met": b / a >= TARGET_VS_BACKEND, "batch": B},
+        "pipeline_vs_backend": {
+            "value": b / a,
+            "target": TARGET_VS_BACKEND,
+            "met": b / a >= TARGET_VS_BACKEND,
+            "batch": B,
+        },
         "pipeline_vs_hand_loop": {
             "value": b / c,
             "target": 2.0,
@@ -340,7 +345,12 @@ def main(argv: list[str] | None = None) -> int:
             "target": 2.0,
             "met": cpu["b_pipeline"] / cpu["c_hand_loop_1_thread"] >= 2.0,
         },
-        "pipeline_vs_backend_batch1": {"value": b1 / a1, "target": TARGET_VS_BACKEND, "met": b1 / a1 >= TARGET_VS_BACKEND, "batch": 1},
+        "pipeline_vs_backend_batch1": {
+            "value": b1 / a1,
+            "target": TARGET_VS_BACKEND,
+            "met": b1 / a1 >= TARGET_VS_BACKEND,
+            "batch": 1,
+        },
         "four_streams_vs_backend_batch4": {
             "value": b4 / a4,
             "target": TARGET_VS_BACKEND,
