@@ -191,3 +191,17 @@ def grating_images(
             img[10:20, 10:20] = 255
         cv2.imwrite(str(folder / f"{i:02d}.png"), img.astype(np.uint8))
     return folder
+
+
+def preprocess_only_bundle(root: Path, model_type: str, shape: list[int], image: dict[str, Any]) -> Any:
+    """A bundle.json with an image `preprocess` section and nothing to run: for tests of preprocessing alone."""
+    from edgeanom.bundle import fixed_threshold, new_bundle, preprocess_section
+
+    return new_bundle(
+        root,
+        model_type=model_type,
+        input_kind="image",
+        shape=shape,
+        preprocess=preprocess_section(image=image),
+        threshold=fixed_threshold(1.0),
+    )

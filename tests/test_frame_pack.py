@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeanom.bundle import Bundle, fixed_threshold, load_bundle, new_bundle, preprocess_section
+from bundle_factory import preprocess_only_bundle
+from edgeanom.bundle import Bundle, load_bundle
 from edgeanom.cli.main import app
 from edgeanom.demo import read_video, write_video
 from edgeanom.errors import EdgeanomError
@@ -66,14 +67,7 @@ def test_packer_equals_a_float64_reference(spacing: int) -> None:
 
 
 def _image_bundle(tmp_path: Path, image: dict[str, Any]) -> Bundle:
-    return new_bundle(
-        tmp_path,
-        model_type="frame-pred",
-        input_kind="image",
-        shape=[3, 12, 10],
-        preprocess=preprocess_section(image=image),
-        threshold=fixed_threshold(1.0),
-    )
+    return preprocess_only_bundle(tmp_path, "frame-pred", [3, 12, 10], image)
 
 
 def test_preprocessed_channels_run_oldest_to_newest(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeanom.bundle import fixed_threshold, new_bundle, preprocess_section
+from bundle_factory import preprocess_only_bundle
 from edgeanom.errors import EdgeanomError
 from edgeanom.preprocess import Preprocessor, fast_area_resize
 
@@ -93,14 +93,7 @@ def test_a_one_pixel_scratch_is_never_skipped(row: int, vertical: bool, height: 
 
 
 def _bundle(root: Path, image: dict) -> Path:
-    return new_bundle(
-        root,
-        model_type="conv-ae",
-        input_kind="image",
-        shape=[3, 32, 32],
-        preprocess=preprocess_section(image=image),
-        threshold=fixed_threshold(1.0),
-    )
+    return preprocess_only_bundle(root, "conv-ae", [3, 32, 32], image)
 
 
 def test_bundles_choose_the_filter_and_a_bad_value_names_the_field(tmp_path: Path) -> None:
