@@ -36,6 +36,7 @@ from edgeanom.preprocess import NEW_BUNDLE_RESIZE
 SIZE = 128
 TARGET_VS_BACKEND = 0.9  # issue 13: run keeps >= 90% of the bare backend's speed
 VIDEO_SIDE = 320
+HD_SIZE = (1280, 720)
 
 
 def make_bundle(root: Path, seed: int = 0) -> Bundle:
@@ -69,11 +70,28 @@ def make_bundle(root: Path, seed: int = 0) -> Bundle:
     return load_bundle(root)
 
 
-def make_video(path: Path, frames: int) -> Path:
+def make_video(path: Path, frames: int, size: tuple[int, int] | None = None) -> Path:
+    """The demo scene, VIDEO_SIDE square; `size` (width, height) enlarges it like a camera of that size."""
+    import cv2
+
     from edgeanom.demo import scene_frames, write_video
 
     scene, _ = scene_frames(frames, VIDEO_SIDE, seed=0)
+    if size is not None:
+        scene = [cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in scene]
     return write_video(path, scene, fps=30.0)
+
+
+def with_single_area_step(bundle: Bundle, root: Path) -> Bundle:
+    """A copy of `bundle` without `preprocess.image.resize`: frames shrink in one area step, as bundles
+    trained before `fast-area` do."""
+    import shutil
+
+    shutil.copytree(bundle.path, root)
+    meta = json.loads((root / "bundle.json").read_text())
+    meta["preprocess"]["image"].pop("resize", None)
+    (root / "bundle.json").write_text(json.dumps(meta))
+    return load_bundle(root)
 
 
 def decoded_frames(video: Path, count: int) -> list[np.ndarray]:
@@ -271,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         bundle = make_bundle(root / "model")
         video = make_video(root / "scene.mp4", args.frames)
         frames = decoded_frames(video, max(args.batch, 4))
+        hd_video = make_video(root / "scene720p.mp4", args.frames // 2, size=HD_SIZE)
+        area_bundle = with_single_area_step(bundle, root / "model-area")
         events = root / "events.jsonl"
         B, R = args.batch, args.repeats
         console.print(
@@ -291,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             "b_pipeline_batch1": lambda: full_pipeline(bundle, [video], 1, events),
             "a_backend_batch4": lambda: backend_alone(bundle, frames, 4, args.frames),
             "b_pipeline_4_streams": lambda: full_pipeline(bundle, [video] * 4, 1, events),
+            # a camera-sized stream: the bundle's fast-area resize against one area step
+            "b_pipeline_720p_fast_area": lambda: full_pipeline(bundle, [hd_video], B, events),
+            "b_pipeline_720p_area": lambda: full_pipeline(area_bundle, [hd_video], B, events),
         }
         if importlib.util.find_spec("openvino") is not None:  # the other CPU runtime, side by side
             cases["a_backend_openvino"] = lambda: backend_alone(
@@ -358,6 +381,14 @@ def main(argv: list[str] | None = None) -> int:
             "batch": 4,
         },
     }
+    hd_fast, hd_area = results["b_pipeline_720p_fast_area"], results["b_pipeline_720p_area"]
+    targets["fast_area_vs_area_720p"] = {
+        "value": hd_fast["fps"] / hd_area["fps"],
+        "per_cpu_second": hd_fast["frames_per_cpu_s"] / hd_area["frames_per_cpu_s"],
+        "target": 1.0,
+        "met": hd_fast["fps"] >= hd_area["fps"],
+        "note": "informational: run on a 1280x720 video, the resize new bundles record vs the old one",
+    }
     if "a_backend_openvino" in results:
         ov_a, ov_b = results["a_backend_openvino"]["fps"], results["b_pipeline_openvino"]["fps"]
         targets["openvino_pipeline_vs_openvino_backend"] = {
@@ -379,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "model": f"conv-ae 3x{SIZE}x{SIZE} (default architecture, untrained weights)",
-        "video": {"frames": args.frames, "size": [VIDEO_SIDE, VIDEO_SIDE], "codec": "mp4v"},
+        "video": {
+            "frames": args.frames,
+            "size": [VIDEO_SIDE, VIDEO_SIDE],
+            "codec": "mp4v",
+            "hd": {"frames": args.frames // 2, "size": list(HD_SIZE[::-1])},
+        },
         "backend": "onnxruntime CPUExecutionProvider",
         "environment": env,
         "results": results,
@@ -402,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         ("(b) camera-paced 30 fps", "latency_batch1_camera_paced"),
         ("(a) backend alone", "a_backend_batch4"),
         ("(b) 4 streams", "b_pipeline_4_streams"),
+        ("(b) 1280x720 video, fast-area resize", "b_pipeline_720p_fast_area"),
+        ("(b) 1280x720 video, one area step", "b_pipeline_720p_area"),
         *[
             (label, key)
             for label, key in (
