@@ -15,8 +15,15 @@ import numpy as np
 from edgeanom.bundle import Bundle
 from edgeanom.errors import EdgeanomError
 
-RESIZE_METHODS = ("area", "fast-area")
-NEW_BUNDLE_RESIZE = "fast-area"  # what train records; bundles without the field were made with "area"
+
+def area_resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """One step of OpenCV's area filter when shrinking (bilinear when enlarging): what bundles without
+    `preprocess.image.resize` were trained with."""
+    h, w = frame.shape[:2]
+    if (h, w) == (height, width):
+        return frame
+    shrink = h > height or w > width
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def fast_area_resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -32,10 +39,12 @@ def fast_area_resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     while h % 2 == 0 and w % 2 == 0 and h // 2 >= height and w // 2 >= width:
         h, w = h // 2, w // 2
         frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-    if (h, w) == (height, width):
-        return frame
-    shrink = h > height or w > width
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return area_resize(frame, width, height)
+
+
+RESIZERS = {"area": area_resize, "fast-area": fast_area_resize}  # preprocess.image.resize -> function
+RESIZE_METHODS = tuple(RESIZERS)
+NEW_BUNDLE_RESIZE = "fast-area"  # what train records; bundles without the field were made with "area"
 
 
 def _as_uint8_frame(frame: np.ndarray) -> np.ndarray:
@@ -70,6 +79,7 @@ class ImagePreprocessor:
                 f"preprocess.image.resize must be one of {', '.join(RESIZE_METHODS)}, got {resize!r}"
             )
         self.resize = resize
+        self._resize_to = RESIZERS[resize]
         self.height, self.width = int(size[0]), int(size[1])
         self.color = color
         self.frames = int(frames)
@@ -81,18 +91,9 @@ class ImagePreprocessor:
         return (self.channels, self.height, self.width)
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:
-        h, w = frame.shape[:2]
-        if (h, w) == (self.height, self.width):
+        if frame.shape[:2] == (self.height, self.width):
             return frame
-        if self.resize == "fast-area":
-            resize = fast_area_resize
-        else:
-            shrink = h > self.height or w > self.width
-            how = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-
-            def resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
-                return cv2.resize(img, (width, height), interpolation=how)
-
+        resize = self._resize_to
         if frame.ndim == 3 and frame.shape[2] > 4:  # OpenCV resizes at most 4 channels at once in general
             return np.dstack([resize(frame[:, :, i], self.width, self.height) for i in range(frame.shape[2])])
         return resize(frame, self.width, self.height)
@@ -266,17 +267,14 @@ class Preprocessor:
                 f"got {self.pack!r}"
             )
         packer = self.new_packer()  # validates frames and spacing
-        resize = (image or {}).get("resize", "area")
-        if resize not in RESIZE_METHODS:
-            raise EdgeanomError(
-                f"bundle {bundle.path}: preprocess.image.resize must be one of {', '.join(RESIZE_METHODS)}, "
-                f"got {resize!r}"
-            )
-        self.image = (
-            ImagePreprocessor(image["size"], image["color"], packer.frames if packer else 0, resize)
-            if image is not None
-            else None
-        )
+        self.image: Optional[ImagePreprocessor] = None
+        if image is not None:
+            try:  # its own checks (colour, resize) name the field; this names the bundle
+                self.image = ImagePreprocessor(
+                    image["size"], image["color"], packer.frames if packer else 0, image.get("resize", "area")
+                )
+            except EdgeanomError as exc:
+                raise EdgeanomError(f"bundle {bundle.path}: {exc}") from None
         if packer is not None and self.image is not None and self.image.color != "rgb":
             raise EdgeanomError(
                 f"bundle {bundle.path}: preprocess.image.pack needs color 'rgb', got {self.image.color!r}"
