@@ -234,6 +234,20 @@ class Stopwatch:
         return 1000.0 * self.seconds / max(self.samples, 1)
 
 
+def add_param_option(parser: Any) -> None:
+    """`--param NAME=VALUE` (repeatable): a model hyper-parameter, as `edgeanom train --param` takes it."""
+    parser.add_argument(
+        "--param", action="append", default=[], help="model hyper-parameter NAME=VALUE (train's --param)"
+    )
+
+
+def param_options(texts: Sequence[str]) -> dict[str, Any]:
+    """train_bundle keywords for the `--param` values: {"params": {...}}, or nothing when none were given."""
+    from edgeanom.train.config import parse_param
+
+    return {"params": dict(parse_param(t) for t in texts)} if texts else {}
+
+
 def machine_info(threads: int) -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {

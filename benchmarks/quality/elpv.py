@@ -30,9 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="default: train's")
     p.add_argument("--folds", type=int, default=0, help="train's --folds: out-of-fold calibration scores")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--param", action="append", default=[], help="model hyper-parameter NAME=VALUE (train's --param)"
-    )
+    common.add_param_option(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=common.REPO_ROOT / "build" / "quality" / "elpv")
     p.add_argument("--out", default="elpv", help="results file name (<results-dir>/<out>.json)")
@@ -70,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     from edgeanom.backends.onnxruntime import OnnxRuntimeRunner
     from edgeanom.inference import score_arrays
     from edgeanom.train.api import train_bundle
-    from edgeanom.train.config import parse_param
 
     rng = np.random.default_rng(args.seed)
     normal = rng.permutation(np.flatnonzero(proba == 0.0))
@@ -85,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         options["epochs"] = args.epochs
     if args.folds:
         options["folds"] = args.folds
-    if args.param:
-        options["params"] = dict(parse_param(t) for t in args.param)
+    options.update(common.param_options(args.param))
     started = time.perf_counter()
     bundle = train_bundle(frames=[frames[i] for i in train_idx], model=args.model, out=args.work, **options)
     train_s = time.perf_counter() - started

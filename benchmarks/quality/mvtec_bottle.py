@@ -45,9 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--blur-sigma", type=float, default=None, help="default: the train API's (2 px per 128)")
     p.add_argument("--topk", type=int, default=None, help="default: the train API's (1 %% of the pixels)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--param", action="append", default=[], help="model hyper-parameter NAME=VALUE (train's --param)"
-    )
+    common.add_param_option(p)
     p.add_argument(
         "--threads", type=int, default=1, help="torch/ONNX Runtime threads (1 wins on a busy 2-core box)"
     )
@@ -86,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     from edgeanom.bundle import Bundle, load_bundle
     from edgeanom.export.pipeline import ExportOptions, export_bundle
     from edgeanom.train.api import train_bundle
-    from edgeanom.train.config import parse_param
 
     torch.set_num_threads(args.threads)
     train_paths, test = common.mvtec_split(root)
@@ -114,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         progress=False,
-        **({"params": dict(parse_param(t) for t in args.param)} if args.param else {}),
+        **common.param_options(args.param),
     )
     train_s = float(bundle.meta["model"]["train"]["seconds"])
     t0 = time.perf_counter()
