@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any, Optional
 
 import numpy as np
@@ -104,9 +103,3 @@ class FakeStats:
             "reconnects": 0,
             "streams": {"video:synthetic.mp4": per},
         }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -15,14 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _services import MOSQUITTO, free_port, start_mosquitto, stop_process
 from edgeanom.cli.main import app
 from edgeanom.demo import write_video
 from edgeanom.runtime.launch import RunOptions, run_stream
 from edgeanom.runtime.testing import image_bundle
-
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-)
 
 
 @pytest.fixture(scope="module")
@@ -36,32 +30,14 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "video": video, "bundle": bundle.path}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto broker not installed (apt-get install mosquitto)")
 def test_mqtt_option_publishes_the_alarm_events(clip: dict[str, Path], tmp_path: Path) -> None:
     mqtt = pytest.importorskip("paho.mqtt.client")
-    port = _free_port()
-    conf = tmp_path / "m.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    port = free_port()
+    broker = start_mosquitto(port, tmp_path)
     got: list[dict] = []
     subscribed = threading.Event()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and broker.poll() is None, "mosquitto did not start"
-                time.sleep(0.05)
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         sub.on_connect = lambda c, *_: c.subscribe("line3/events", qos=1)
         sub.on_subscribe = lambda *_: subscribed.set()
@@ -91,8 +67,7 @@ def test_mqtt_option_publishes_the_alarm_events(clip: dict[str, Path], tmp_path:
         sub.loop_stop()
         sub.disconnect()
     finally:
-        broker.terminate()
-        broker.wait(timeout=5)
+        stop_process(broker)
     alarms = [(g["type"], g["index"]) for g in got if g.get("type") in ("start", "end")]
     assert alarms == [("start", 10), ("end", 14)]
 

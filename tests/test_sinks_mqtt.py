@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,44 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from _sinks_common import FakeStats, alarm_sequence, free_port
+from _services import MOSQUITTO, free_port, start_mosquitto, stop_process
+from _sinks_common import FakeStats, alarm_sequence
 from edgeanom.errors import EdgeanomError
 from edgeanom.runtime.sinks.mqtt import MqttSink, parse_mqtt_url
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-)
 pytestmark = pytest.mark.skipif(
     MOSQUITTO is None, reason="mosquitto broker not installed (apt-get install mosquitto)"
 )
 mqtt = pytest.importorskip("paho.mqtt.client")
-
-
-def start_mosquitto(port: int, directory: Path) -> subprocess.Popen:
-    """Run mosquitto on 127.0.0.1:port and wait until it accepts connections."""
-    conf = directory / f"mosquitto-{port}.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                out = proc.communicate()[0].decode(errors="replace")
-                pytest.fail(f"mosquitto did not start on port {port}: {out}")
-            time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +30,7 @@ def broker(tmp_path_factory):
     port = free_port()
     proc = start_mosquitto(port, tmp_path_factory.mktemp("mosquitto"))
     yield "127.0.0.1", port
-    stop(proc)
+    stop_process(proc)
 
 
 class Collector:
@@ -190,7 +159,7 @@ def test_events_published_while_the_broker_is_down_are_delivered_after_it_return
     proc = start_mosquitto(port, tmp_path)
     sink = MqttSink(f"mqtt://127.0.0.1:{port}/outage", status_interval_s=60)
     try:
-        stop(proc)
+        stop_process(proc)
         time.sleep(0.2)  # the sink notices the broker is gone
         for s in alarm_sequence(10, start=3, end=7):
             sink.write(s)  # QoS 1: paho keeps them while disconnected
@@ -205,7 +174,7 @@ def test_events_published_while_the_broker_is_down_are_delivered_after_it_return
             sub.close()
     finally:
         sink.close()
-        stop(proc)
+        stop_process(proc)
 
 
 def test_unreachable_broker_is_one_clear_error():

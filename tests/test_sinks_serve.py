@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from _sinks_common import FakeStats, alarm_sequence, free_port, make_result
+from _services import free_port
+from _sinks_common import FakeStats, alarm_sequence, make_result
 from edgeanom.errors import EdgeanomError
 from edgeanom.runtime.sinks import serve
 from edgeanom.runtime.sinks.serve import WebServer, parse_bind

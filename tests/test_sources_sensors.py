@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _services import MOSQUITTO, free_port, start_mosquitto, stop_process
 from edgeanom.cli.main import app
 from edgeanom.demo import Injected, sensor_series, write_sensor_csv
 from edgeanom.preprocess import sliding_windows
@@ -257,11 +256,6 @@ def test_serial_port_lines(sensor: dict) -> None:
     np.testing.assert_allclose([r.score for r in results], sensor["reference"][:10], rtol=1e-4, atol=1e-6)
 
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-)
-
-
 @pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto broker not installed (apt-get install mosquitto)")
 def test_mqtt_topic_json_and_csv_payloads(sensor: dict, tmp_path: Path) -> None:
     mqtt = pytest.importorskip("paho.mqtt.client")
@@ -270,23 +264,9 @@ def test_mqtt_topic_json_and_csv_payloads(sensor: dict, tmp_path: Path) -> None:
     from edgeanom.runtime.pipeline import Pipeline, PipelineConfig
     from edgeanom.runtime.sources import MqttSource
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    port = free_port()
+    broker = start_mosquitto(port, tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and broker.poll() is None, "mosquitto did not start"
-                time.sleep(0.05)
         source = MqttSource(f"mqtt://127.0.0.1:{port}/plant/pump")
         bundle = load_bundle(sensor["bundle"])
         rows = sensor["csv"].read_text().splitlines()[1 : WINDOW + 8]
@@ -335,8 +315,7 @@ def test_mqtt_topic_json_and_csv_payloads(sensor: dict, tmp_path: Path) -> None:
         threading.Thread(target=stop_when_done, daemon=True).start()
         summary = pipe.run()
     finally:
-        broker.terminate()
-        broker.wait(timeout=5)
+        stop_process(broker)
     assert [r.index for r in results] == list(range(8))
     np.testing.assert_allclose([r.score for r in results], sensor["reference"][:8], rtol=1e-4, atol=1e-6)
     assert summary.stats["corrupt"] == 1

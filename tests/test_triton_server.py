@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _services import free_ports, stop_process
 from edgeanom.errors import EdgeanomError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,16 +28,6 @@ pytestmark = pytest.mark.skipif(
     not TRITON_PYTHON.is_file(),
     reason=f"no Triton server venv at {TRITON_PYTHON} (bash tools/setup.sh --services makes it)",
 )
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         root / "images", 12, seed=1, defect=lambda i: i % 2 == 1
     )  # defects in half the test images
     export_bundle(root / "m", ExportOptions(triton_dir=root / "repo", triton_name="edgeanom"))
-    grpc, http, metrics = _free_ports(3)
+    grpc, http, metrics = free_ports(3)
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
         [str(TRITON_PYTHON), str(REPO / "tests" / "triton_serve.py"), str(root / "repo"), "edgeanom-python",
@@ -77,11 +67,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield {"root": root, "bundle": root / "m", "url": url, "grpc": grpc}
     finally:
         client.close()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=20)
         log.close()
 
 
@@ -142,7 +128,7 @@ def test_bad_urls_and_unreachable_servers_are_one_line_errors(served: dict) -> N
         open_runner(bundle, "triton://nowhere/edgeanom")
     with pytest.raises(EdgeanomError, match="no ready model 'other'"):
         open_runner(bundle, served["url"].replace("/edgeanom-python", "/other"))
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     with pytest.raises(EdgeanomError, match=r"cannot reach the Triton server"):
         open_runner(bundle, f"triton://127.0.0.1:{port}/edgeanom")
     with pytest.raises(EdgeanomError, match="--precision fp16 is chosen when the repository is exported"):
