@@ -12,7 +12,7 @@ import torch
 
 from edgeanom.bundle import load_bundle
 from edgeanom.models import build_model
-from edgeanom.models.synthetic import blob_masks, line_masks, synthesize
+from edgeanom.models.synthetic import blob_masks, line_masks, synthesize, visibility
 
 
 def test_defects_are_blobs_pasted_only_inside_their_masks() -> None:
@@ -61,6 +61,53 @@ def test_line_defects_are_thin_strokes_against_a_float64_distance_reference() ->
     defective, m = synthesize(x, torch.Generator().manual_seed(5), fraction=1.0, line_fraction=1.0)
     assert m.sum() > 0 and float(m.mean()) < 0.05
     assert torch.equal(defective[m.unsqueeze(1) == 0], x[m.unsqueeze(1) == 0])
+
+
+def _local_mean_reference(a: np.ndarray, size: int) -> np.ndarray:
+    """float64 mean over the size x size window of each pixel, clipped at the border (no padding counted)."""
+    h, w = a.shape
+    r = size // 2
+    out = np.empty((h, w))
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = a[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].mean()
+    return out
+
+
+def test_labels_follow_how_visible_a_defect_is_against_a_float64_reference() -> None:
+    gen = torch.Generator().manual_seed(6)
+    original = torch.rand(3, 2, 20, 24, generator=gen)
+    changed = original.clone()
+    changed[0, 1, 5:12, 6:15] += 0.03  # faint in one channel
+    changed[1, :, 2:4, :] -= 0.5  # a strong thin band
+    original[2] = torch.sin(torch.arange(24.0) * torch.pi / 2).abs().expand(2, 20, 24)  # stripes, period 2
+    changed[2] = original[2]
+    changed[2, :, 4:16, 2:22] = torch.roll(original[2], 2, dims=2)[:, 4:16, 2:22]  # pasted, moved one period
+    got = visibility(changed, original, 0.05).double().numpy()
+    diff = (changed - original).double().numpy()
+    for i in range(3):
+        ref = np.max([np.abs(_local_mean_reference(diff[i, c], 5)) for c in range(2)], axis=0)
+        np.testing.assert_allclose(got[i], np.clip(ref / 0.05, 0, 1), atol=1e-5)
+    assert abs(got[0, 8, 10] - 0.6) < 1e-5 and got[0, 0, 0] == 0  # 0.03 of 0.05; untouched far away
+    assert got[1, 3, 12] == 1.0
+    assert (
+        np.abs(got[2]).max() < 1e-5
+    )  # the same texture moved changes no pixel's neighbourhood: not a defect
+    # in synthesize: the labels are the masks weighted by that visibility, never outside a mask
+    x = torch.rand(16, 1, 32, 32, generator=gen)
+    masks = synthesize(x, torch.Generator().manual_seed(7), fraction=1.0)[1]
+    defective, labels = synthesize(x, torch.Generator().manual_seed(7), fraction=1.0, visible_change=0.05)
+    assert torch.allclose(labels, masks * visibility(defective, x, 0.05))
+    assert (
+        float(labels.min()) >= 0 and float(labels.max()) <= 1 and float(labels[masks == 0].abs().max()) == 0
+    )
+    # the model passes its hyper-parameter through: its validation loss depends on it
+    torch.manual_seed(0)
+    plain = build_model("synth-seg", (1, 32, 32), {"width": 4}).eval()
+    weighted = build_model("synth-seg", (1, 32, 32), {"width": 4, "visible_change": 0.05}).eval()
+    weighted.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        assert float(plain.training_loss(x, None)) != float(weighted.training_loss(x, None))
 
 
 def test_the_map_is_a_probability_per_pixel_and_validation_defects_are_fixed() -> None:

@@ -28,8 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model type (default: train's default for images)")
     p.add_argument("--epochs", type=int, default=None, help="default: train's")
+    p.add_argument("--loss", default=None, help="train's --loss (default: train's, l2)")
     p.add_argument("--folds", type=int, default=0, help="train's --folds: out-of-fold calibration scores")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="the train/test split's seed (and training's by default)"
+    )
+    p.add_argument("--train-seed", type=int, default=None, help="training's seed alone: run-to-run spread")
     common.add_param_option(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=common.REPO_ROOT / "build" / "quality" / "elpv")
@@ -77,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     test_idx = np.concatenate([test_good, test_bad])
     labels = np.r_[np.zeros(len(test_good), np.int8), np.ones(len(test_bad), np.int8)]
     frames = [cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR) for i in range(len(images))]
-    options: dict[str, Any] = {"seed": args.seed, "threads": args.threads, "progress": False}
+    train_seed = args.seed if args.train_seed is None else args.train_seed
+    options: dict[str, Any] = {"seed": train_seed, "threads": args.threads, "progress": False}
     if args.epochs is not None:
         options["epochs"] = args.epochs
     if args.folds:
         options["folds"] = args.folds
+    if args.loss:
+        options["loss"] = args.loss
     options.update(common.param_options(args.param))
     started = time.perf_counter()
     bundle = train_bundle(frames=[frames[i] for i in train_idx], model=args.model, out=args.work, **options)
@@ -112,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": "ELPV (elpv-dataset), probability 0 vs 1.0",
         "protocol": f"train on 80% of the {len(normal)} probability-0 cells (seed {args.seed}), test on the other "
         f"20% and the {len(test_bad)} probability-1.0 cells",
+        "train_seed": train_seed,
         "model": bundle.model_type,
-        "settings": {"epochs": bundle.meta["model"]["train"].get("epochs"), "input": bundle.meta["input"]},
+        "settings": {
+            "epochs": bundle.meta["model"]["train"].get("epochs"),
+            "loss": bundle.meta["model"]["train"].get("loss"),
+            "params": bundle.meta["model"]["params"],
+            "input": bundle.meta["input"],
+        },
         "threshold": {
             "value": threshold,
             "method": bundle.threshold.method,

@@ -5,11 +5,15 @@ Training makes its own defects out of the normal batch: a blob mask (low-resolut
 thresholded to cover 1-12% of the image) or thin straight strokes (one to three segments, 1-4% of the side
 thick: the scratches, cracks and cuts of real parts, CutPaste's "scar"), over which the image is blended with
 another image of the batch moved and rotated, with a brightness/contrast-changed copy of itself, or with its
-own mirror image moved; a small
-U-Net learns to segment those blobs (focal + dice loss). At inference its output, the per-pixel probability of
-"not normal", is the anomaly map that the scorer blurs, normalises and reduces to the image score like any
-error map. Unlike a reconstruction autoencoder it does not have to reproduce a texture to notice that a patch
-does not belong, which is what textured surfaces need.
+own mirror image moved. A small U-Net learns to segment those masks (focal + dice loss). At inference its
+output, the per-pixel probability of "not normal", is the anomaly map that the scorer blurs, normalises and
+reduces to the image score like any error map. Unlike a reconstruction autoencoder it does not have to reproduce
+a texture to notice that a patch does not belong, which is what textured surfaces need.
+
+With `visible_change` > 0 a pixel's label is instead how visible the change is there: the difference of 5x5
+local means between the defective and the original image, full at `visible_change` (NSA's lesson that a patch
+of another normal image often looks normal). On ELPV that lifted 15 epochs from 0.594 to 0.658 AUROC, on MVTec
+bottle it cost 0.997 -> 0.963, so it is off by default.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class SyntheticAnomalySegmenter(AnomalyModel):
         "anomaly_fraction": 0.7,
         "max_area": 0.12,
         "line_fraction": 0.5,
+        "visible_change": 0.0,
     }
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
@@ -85,15 +90,17 @@ class SyntheticAnomalySegmenter(AnomalyModel):
             fraction=float(self.params["anomaly_fraction"]),
             max_area=float(self.params["max_area"]),
             line_fraction=float(self.params["line_fraction"]),
+            visible_change=float(self.params["visible_change"]),
         )
         return segmentation_loss(self.logits(defective), mask)
 
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Focal loss (gamma 2, weighted 10) plus soft dice: the defects are small, most pixels are easy."""
+    """Focal loss (gamma 2, weighted 10) plus soft dice: the defects are small, most pixels are easy. `mask`
+    may be soft (labels in [0, 1])."""
     p = torch.sigmoid(logits)
     bce = F.binary_cross_entropy_with_logits(logits, mask, reduction="none")
-    pt = torch.where(mask > 0.5, p, 1 - p)
+    pt = p * mask + (1 - p) * (1 - mask)
     focal = ((1 - pt) ** 2 * bce).mean()
     dice = 1 - (2 * (p * mask).sum() + 1) / (p.sum() + mask.sum() + 1)
     return 10 * focal + dice
@@ -145,10 +152,12 @@ def synthesize(
     fraction: float = 0.7,
     max_area: float = 0.12,
     line_fraction: float = 0.0,
+    visible_change: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normal images [N, C, H, W] in [0, 1] -> (images with synthetic defects, their masks [N, H, W]).
+    """Normal images [N, C, H, W] in [0, 1] -> (images with synthetic defects, their labels [N, H, W]).
     A share `fraction` of the batch gets a defect (of those, a share `line_fraction` thin strokes, the rest
-    blobs); the rest stays normal (mask 0)."""
+    blobs); the rest stays normal (label 0). With `visible_change` > 0 a defect pixel's label is
+    min(1, local mean change / visible_change), else 1."""
     n, c, h, w = x.shape
     cpu = x.detach().cpu()
     masks = blob_masks(n, h, w, gen, max_area)
@@ -166,4 +175,14 @@ def synthesize(
     beta = 0.7 * _rand([n, 1, 1, 1], gen)  # how much of the original shows through the defect
     m = masks.unsqueeze(1)
     defective = (1 - m) * cpu + m * ((1 - beta) * source + beta * cpu)
+    if visible_change > 0:
+        masks = masks * visibility(defective, cpu, visible_change)
     return defective.to(x.device), masks.to(x.device)
+
+
+def visibility(changed: torch.Tensor, original: torch.Tensor, full_at: float, size: int = 5) -> torch.Tensor:
+    """[N, H, W] in [0, 1]: the largest per-channel difference of size x size local means between two image
+    batches [N, C, H, W], divided by `full_at` and clipped. Local means, not pixels: a shifted patch of the
+    same texture changes every pixel but not what the surface looks like."""
+    mean = F.avg_pool2d(changed - original, size, stride=1, padding=size // 2, count_include_pad=False)
+    return (mean.abs().amax(dim=1) / full_at).clamp(0.0, 1.0)
