@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model type (default: train's default for images)")
     p.add_argument("--epochs", type=int, default=None, help="default: train's")
+    p.add_argument("--image-size", type=int, default=None, help="train's --image-size (default: train's)")
     p.add_argument("--loss", default=None, help="train's --loss (default: train's, l2)")
     p.add_argument("--folds", type=int, default=0, help="train's --folds: out-of-fold calibration scores")
     p.add_argument(
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         options["folds"] = args.folds
     if args.loss:
         options["loss"] = args.loss
+    if args.image_size:
+        options["image_size"] = args.image_size
     options.update(common.param_options(args.param))
     started = time.perf_counter()
     bundle = train_bundle(frames=[frames[i] for i in train_idx], model=args.model, out=args.work, **options)
