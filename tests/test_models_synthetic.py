@@ -90,9 +90,8 @@ def test_labels_follow_how_visible_a_defect_is_against_a_float64_reference() -> 
         np.testing.assert_allclose(got[i], np.clip(ref / 0.05, 0, 1), atol=1e-5)
     assert abs(got[0, 8, 10] - 0.6) < 1e-5 and got[0, 0, 0] == 0  # 0.03 of 0.05; untouched far away
     assert got[1, 3, 12] == 1.0
-    assert (
-        np.abs(got[2]).max() < 1e-5
-    )  # the same texture moved changes no pixel's neighbourhood: not a defect
+    # the same texture moved changes no pixel's neighbourhood: not a defect
+    assert np.abs(got[2]).max() < 1e-5
     # in synthesize: the labels are the masks weighted by that visibility, never outside a mask
     x = torch.rand(16, 1, 32, 32, generator=gen)
     masks = synthesize(x, torch.Generator().manual_seed(7), fraction=1.0)[1]

@@ -11,8 +11,8 @@ Schema (documented in docs/bundle.md) — `bundle.json` holds:
   "scaler": {"kind": "minmax" | "standard", "offset": [...], "scale": [...]} | null,
   "window": {"length": T, "stride": S} | null, "columns": [...] | null, "time_column": str | null}``
   Pixels become ``float32 / 255`` in NCHW; scaled features are ``(x - offset) * scale``. ``resize``: how frames
-  shrink to the model size: OpenCV's area filter, or ``fast-area`` (bilinear to an integer multiple, then an
-  integer box mean; what train writes), see ``edgeanom.preprocess.fast_area_resize``.
+  shrink to the model size: OpenCV's area filter, or ``fast-area`` (exact 2x2 box means while a side stays at
+  least twice the target, then one area step; what train writes), see ``edgeanom.preprocess.fast_area_resize``.
   ``pack`` (video models: ``frame-pred``, ``clip-lstm``): before that, each stream's grey frames t-(T-1)S, ...,
   t-S, t are packed into the T channels of one frame (causal; the first (T-1)S frames repeat frame 0), see
   ``edgeanom.preprocess.FramePacker``; color is then ``rgb`` and the channels run oldest -> newest.

@@ -43,7 +43,6 @@ def fast_area_resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 RESIZERS = {"area": area_resize, "fast-area": fast_area_resize}  # preprocess.image.resize -> function
-RESIZE_METHODS = tuple(RESIZERS)
 NEW_BUNDLE_RESIZE = "fast-area"  # what train records; bundles without the field were made with "area"
 
 
@@ -74,11 +73,10 @@ class ImagePreprocessor:
     def __init__(self, size: Sequence[int], color: str, frames: int = 0, resize: str = "area") -> None:
         if color not in ("gray", "rgb"):
             raise EdgeanomError(f"preprocess.image.color must be 'gray' or 'rgb', got {color!r}")
-        if resize not in RESIZE_METHODS:
+        if resize not in RESIZERS:
             raise EdgeanomError(
-                f"preprocess.image.resize must be one of {', '.join(RESIZE_METHODS)}, got {resize!r}"
+                f"preprocess.image.resize must be one of {', '.join(RESIZERS)}, got {resize!r}"
             )
-        self.resize = resize
         self._resize_to = RESIZERS[resize]
         self.height, self.width = int(size[0]), int(size[1])
         self.color = color
