@@ -226,7 +226,18 @@ def test_run_eval_and_hand_scores_agree_and_the_object_is_flagged(trained: dict[
     for name, scores in run.items():
         assert [r["index"] for r in streams[name]] == list(range(warm, TEST_FRAMES))
         np.testing.assert_allclose(scores, by_hand[warm:], rtol=1e-5, atol=1e-9)
-    np.testing.assert_allclose(evaluated, by_hand, rtol=1e-5, atol=1e-9)
+    # eval scores what run scores: the warm-up frames are left out and counted
+    np.testing.assert_allclose(evaluated, by_hand[warm:], rtol=1e-5, atol=1e-9)
+    assert report["data"]["n_warmup"] == warm
+    assert report["n_normal"] + report["n_anomalous"] == TEST_FRAMES - warm
+    labels_file = root / "labels.txt"
+    labels_file.write_text("\n".join(map(str, labels)) + "\n")
+    cli = CliRunner().invoke(
+        app,
+        ["eval", "-m", str(trained["bundle"]), "--data", str(trained["test"]), "--labels", str(labels_file)],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert f"{warm} frames not scored" in " ".join(cli.output.split())
     assert report["auroc"] >= 0.95
 
     # Every frame with the object is flagged at the bundle's threshold and, once the object has left the packed past, normal frames score far lower.
@@ -350,8 +361,10 @@ def test_clip_lstm_reads_the_last_eight_frames_through_train_run_and_export(
     by_hand = _hand_scores(out, _decode(trained["test"]), spacing=1, count=8)
     np.testing.assert_allclose([r["score"] for r in run], by_hand[7:], rtol=1e-5, atol=1e-9)
 
-    exported = export_bundle(out, ExportOptions(fp16=True))
+    # --data frames are packed as the bundle packs them (eight frames, not the default three)
+    exported = export_bundle(out, ExportOptions(fp16=True, data=trained["test"]))
     assert "fp16" in exported.files and all(r.ok is not False for r in exported.parity)
+    assert any(r.inputs == "data" for r in exported.parity), [r.inputs for r in exported.parity]
 
     shorter = CliRunner().invoke(app, [*args[:-1], "--pack-frames", "4", "--out", str(tmp_path / "c4"), "-q"])
     assert shorter.exit_code == 0, shorter.output

@@ -161,6 +161,42 @@ def test_ped2_videos_in_frame_order(tmp_path: Path) -> None:
         common.ped2_videos(tmp_path, "training")
 
 
+def test_ped2_metrics_over_the_frames_run_scores() -> None:
+    """Each video's warm-up frames (no past yet: run emits nothing for them) are left out, and the causal
+    smoothing starts at the first frame run scores, as the AlarmFilter of a fresh stream does."""
+    import ped2
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = {"01": np.r_[np.ones(4), np.zeros(20), np.ones(8)].astype(bool), "02": np.zeros(30, dtype=bool)}
+    scores = {v: rng.random(len(y)) + 2.0 * y for v, y in labels.items()}
+    scores["01"][:4] = 0.0  # the warm-up frames of a prediction model: a repeated past predicts itself
+    got = ped2.metrics(labels, scores, 0.3, 1.0, warmup=4)
+    kept = {v: (labels[v][4:], scores[v][4:]) for v in labels}
+    y_all = np.concatenate([y for y, _ in kept.values()])
+    run = got["frames_run_scores"]
+    assert run["warmup_frames_per_video"] == 4
+    assert run["auroc_pooled"] == pytest.approx(
+        roc_auc_score(y_all, np.concatenate([s for _, s in kept.values()]))
+    )
+    smoothed = []
+    for (
+        _,
+        s,
+    ) in kept.values():  # float64 reference of the EWMA, restarted per stream at its first scored frame
+        e = np.empty_like(s)
+        for i, x in enumerate(s):
+            e[i] = x if i == 0 else 0.3 * x + 0.7 * e[i - 1]
+        smoothed.append(e)
+    assert run["auroc_pooled_causal_ewma"] == pytest.approx(
+        roc_auc_score(y_all, np.concatenate(smoothed)), abs=1e-9
+    )
+    assert (
+        got["auroc_pooled"] < run["auroc_pooled"]
+    )  # the unscorable anomalous warm-up frames counted as misses
+    assert "frames_run_scores" not in ped2.metrics(labels, scores, 0.3, 1.0)
+
+
 # --------------------------------------------------------------------------------------------- MVTec layout
 def test_mvtec_split_and_per_defect_auroc(tmp_path: Path) -> None:
     import cv2

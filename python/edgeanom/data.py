@@ -304,11 +304,15 @@ def memory_frames(frames: Sequence[np.ndarray], labels: Any = None) -> Iterator[
         yield FrameRecord(np.asarray(frame), f"frame#{i}", "frames", i, i, None if y is None else int(y[i]))
 
 
-def packed_records(records: Iterable[FrameRecord], spacing: int, frames: int = 3) -> Iterator[FrameRecord]:
+def packed_records(
+    records: Iterable[FrameRecord], spacing: int, frames: int = 3, warm_only: bool = False
+) -> Iterator[FrameRecord]:
     """Records with each frame packed with its sequence's past frames (`edgeanom.preprocess.FramePacker`).
 
     One packer per sequence (video, frame folder), so packing never mixes clips; records of a sequence must
-    arrive in order, as `ImageSource` and `memory_frames` give them. Labels and names are kept.
+    arrive in order, as `ImageSource` and `memory_frames` give them. Labels and names are kept. ``warm_only``
+    drops each sequence's first ``(frames - 1) * spacing`` frames, whose past is a repeated first frame:
+    `run` emits no sample for them, so an evaluation of what `run` delivers must not score them either.
     """
     from edgeanom.preprocess import FramePacker
 
@@ -324,7 +328,8 @@ def packed_records(records: Iterable[FrameRecord], spacing: int, frames: int = 3
             )
         last[0] = rec.position
         rec.frame = packer.push(rec.frame)
-        yield rec
+        if packer.warm or not warm_only:
+            yield rec
 
 
 def is_gray_content(frames: Sequence[np.ndarray]) -> bool:

@@ -143,6 +143,11 @@ def print_report(result: dict[str, Any], report_dir: Optional[Path]) -> None:
     console.print(table)
     for line in (result.get("data") or {}).get("truncated_videos") or []:
         console.print(f"[yellow]warning[/]: {line}; frames past the cut were not scored")
+    if (result.get("data") or {}).get("n_warmup"):
+        console.print(
+            f"{result['data']['n_warmup']} frames not scored: each sequence's first frames fill the model's "
+            "frame packing, and `run` emits no sample for them either"
+        )
     if result.get("auroc") is None:
         console.print(
             f"[yellow]warning[/]: AUROC n/a: the {result['n_normal'] + result['n_anomalous']} scored samples hold "

@@ -123,8 +123,11 @@ def _score_images(
             raise EdgeanomError(f"--masks {mask_dir}: not a directory")
     kept_maps: list[np.ndarray] = []
     kept_masks: list[np.ndarray] = []
+    read = [0]  # frames read; with frame packing each sequence's first (frames - 1) * spacing are not scored
     if pre.pack is not None:  # video models: each video / frame folder packed causally, as `run` does
-        records = loaders.packed_records(records, int(pre.pack["spacing"]), int(pre.pack.get("frames", 3)))
+        records = loaders.packed_records(
+            _counted(records, read), int(pre.pack["spacing"]), int(pre.pack.get("frames", 3)), warm_only=True
+        )
     scores: list[np.ndarray] = []
     y: list[int] = []
     classes: list[Optional[str]] = []
@@ -159,6 +162,12 @@ def _score_images(
     if pending:
         flush(pending)
     bad = list(skipped.skipped) if skipped is not None else []
+    n_warmup = read[0] - len(names) if pre.pack is not None else 0
+    if not names and n_warmup:
+        raise EdgeanomError(
+            f"{source}: every sequence is shorter than the model's frame packing needs "
+            f"({(int(pre.pack.get('frames', 3)) - 1) * int(pre.pack['spacing'])} frames of past before the first score)"
+        )
     if not names:
         raise EdgeanomError(f"{source}: none of the images could be decoded ({len(bad)} unreadable files)")
     return EvalSet(
@@ -171,11 +180,19 @@ def _score_images(
             "n_skipped": len(bad),
             "skipped": bad[:20],
             "truncated_videos": list(getattr(skipped, "truncated", []))[:20],
+            "n_warmup": n_warmup,  # packed-frame warm-up: `run` emits no sample for these either
         },
         maps=np.concatenate(kept_maps) if kept_maps else None,
         masks=np.stack(kept_masks) if kept_masks else None,
         image_root=Path(source) if isinstance(source, (str, os.PathLike)) else None,
     )
+
+
+def _counted(records: Iterator[loaders.FrameRecord], count: list[int]) -> Iterator[loaders.FrameRecord]:
+    """The records unchanged, counting them into ``count[0]``."""
+    for rec in records:
+        count[0] += 1
+        yield rec
 
 
 def _score_tables(

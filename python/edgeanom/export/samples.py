@@ -151,7 +151,11 @@ def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, O
     folder = loaders.ImageSource(path, labels=labels)
     pre = Preprocessor(bundle)
     pack = pre.pack  # video models: frames packed per sequence, as run / eval do
-    records = list(folder if pack is None else loaders.packed_records(folder, int(pack["spacing"])))
+    records = list(
+        folder
+        if pack is None
+        else loaders.packed_records(folder, int(pack["spacing"]), int(pack.get("frames", 3)))
+    )
     if not records:
         raise EdgeanomError(f"{path}: no readable images or video frames")
     x = np.array(pre([r.frame for r in records]), copy=True)
