@@ -248,6 +248,21 @@ def test_run_eval_and_hand_scores_agree_and_the_object_is_flagged(trained: dict[
     assert min(by_index[i]["score"] for i in range(start, end)) > 3.0 * max(quiet)
 
 
+def test_eval_of_sequences_shorter_than_the_packing_is_a_clear_error(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    from edgeanom.evaluate.api import evaluate_bundle
+    from edgeanom.preprocess import pack_warmup
+
+    warm = pack_warmup(load_bundle(trained["bundle"]).preprocess["image"]["pack"])
+    assert warm == 2 * SPACING
+    short = write_video(tmp_path / "short.avi", _pattern_frames(warm, seed=3), fps=25.0)
+    with pytest.raises(
+        EdgeanomError, match=rf"short\.avi: every sequence is shorter .* \({warm} frames of past"
+    ):
+        evaluate_bundle(trained["bundle"], short, labels=np.zeros(warm, np.int8), plots=False, threads=1)
+
+
 def test_frames_and_camera_capture_pack_like_the_video_file(
     trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -197,6 +197,24 @@ def test_ped2_metrics_over_the_frames_run_scores() -> None:
     assert "frames_run_scores" not in ped2.metrics(labels, scores, 0.3, 1.0)
 
 
+def test_ped2_rescore_adds_the_frames_run_scores_to_a_saved_results_file(tmp_path: Path) -> None:
+    import ped2
+
+    rng = np.random.default_rng(1)
+    labels = {"01": np.r_[np.ones(3), np.zeros(10), np.ones(5)].astype(bool), "02": np.zeros(12, dtype=bool)}
+    scores = {v: (rng.random(len(y)) + y).tolist() for v, y in labels.items()}
+    saved = tmp_path / "old.json"
+    saved.write_text(json.dumps({"settings": {"temporal_spacing": 1}, "scores_fp32": scores, "fp32": {}}))
+    payload = ped2.rescore(saved, labels, 0.3)
+    expected = ped2.metrics(labels, {v: np.asarray(s) for v, s in scores.items()}, 0.3, 0.0, warmup=2)
+    assert (
+        payload["fp32"] == expected and payload["fp32"]["frames_run_scores"]["warmup_frames_per_video"] == 2
+    )
+    saved.write_text("{}")
+    with pytest.raises(SystemExit, match=r"old\.json: not a Ped2 results file"):
+        ped2.rescore(saved, labels, 0.3)
+
+
 # --------------------------------------------------------------------------------------------- MVTec layout
 def test_mvtec_split_and_per_defect_auroc(tmp_path: Path) -> None:
     import cv2

@@ -135,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             "method": bundle.threshold.method,
             "n_calibration_scores": bundle.threshold.stats.get("n"),
             "out_of_fold": bundle.threshold.stats.get("out_of_fold"),
+            "held_out_normal_scores": {  # training-data statistics, e.g. to put two models' scores on one scale
+                k: v for k, v in bundle.threshold.stats.items() if isinstance(v, (int, float))
+            },
         },
         "results": result,
+        "scores": {"cell": test_idx, "label": labels, "score": scores},  # per test cell, for later analysis
         "timings": {
             "train_seconds": round(train_s, 1),
             "ms_per_image_batched": ms_batched,

@@ -188,11 +188,12 @@ def rescore(results: Path, labels: dict[str, np.ndarray], alpha: float) -> dict[
         scores = {v: np.asarray(s, dtype=np.float64) for v, s in payload["scores_fp32"].items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"error: {results}: not a Ped2 results file with scores_fp32 ({exc})") from None
+    from edgeanom.preprocess import pack_warmup
+
     pack = (payload.get("settings") or {}).get("pack")
     if pack is None and (payload.get("settings") or {}).get("temporal_spacing"):
         pack = {"frames": 3, "spacing": payload["settings"]["temporal_spacing"]}  # written before "pack" was
-    warmup = (int(pack.get("frames", 3)) - 1) * int(pack["spacing"]) if pack else 0
-    payload["fp32"] = metrics(labels, scores, alpha, 0.0, warmup)
+    payload["fp32"] = metrics(labels, scores, alpha, 0.0, pack_warmup(pack))
     return payload
 
 
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgeanom.bundle import load_bundle
     from edgeanom.export.pipeline import ExportOptions, export_bundle
+    from edgeanom.preprocess import pack_warmup
     from edgeanom.train.api import train_bundle
 
     torch.set_num_threads(args.threads)
@@ -284,8 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     s16, ms16 = score_videos(bundle, bundle.path / bundle.onnx["fp16_file"], test_frames, args.threads)
     first = next(iter(test_frames))
     _, ms1 = score_videos(bundle, bundle.onnx_path, {first: test_frames[first][:60]}, args.threads, 1)
-    pack = bundle.preprocess["image"].get("pack")
-    warmup = (int(pack.get("frames", 3)) - 1) * int(pack["spacing"]) if pack else 0
+    warmup = pack_warmup(bundle.preprocess["image"].get("pack"))
     m32 = metrics(labels, s32, args.ewma_alpha, threshold, warmup)
     m16 = metrics(labels, s16, args.ewma_alpha, threshold, warmup)
     a32, a16 = np.concatenate(list(s32.values())), np.concatenate(list(s16.values()))

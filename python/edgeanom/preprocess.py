@@ -180,6 +180,12 @@ class FramePacker:
         return np.dstack([self._ring[i] for i in order])
 
 
+def pack_warmup(pack: Optional[dict[str, Any]]) -> int:
+    """Frames a stream needs before its first score under `preprocess.image.pack` (0 without packing): the
+    first (frames - 1) * spacing have no full past, and `run` emits no sample for them."""
+    return (int(pack.get("frames", 3)) - 1) * int(pack["spacing"]) if pack else 0
+
+
 def _is_whole(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 

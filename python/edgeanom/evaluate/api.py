@@ -98,7 +98,7 @@ def _score_images(
 ) -> EvalSet:
     from edgeanom.evaluate.localisation import find_mask_dir, load_mask
     from edgeanom.inference import score_arrays
-    from edgeanom.preprocess import Preprocessor
+    from edgeanom.preprocess import Preprocessor, pack_warmup
     from edgeanom.scorer import Scorer
 
     if isinstance(source, (str, os.PathLike)):
@@ -166,7 +166,7 @@ def _score_images(
     if not names and n_warmup:
         raise EdgeanomError(
             f"{source}: every sequence is shorter than the model's frame packing needs "
-            f"({(int(pre.pack.get('frames', 3)) - 1) * int(pre.pack['spacing'])} frames of past before the first score)"
+            f"({pack_warmup(pre.pack)} frames of past before the first score)"
         )
     if not names:
         raise EdgeanomError(f"{source}: none of the images could be decoded ({len(bad)} unreadable files)")
