@@ -305,10 +305,11 @@ def memory_frames(frames: Sequence[np.ndarray], labels: Any = None) -> Iterator[
 
 
 def packed_records(
-    records: Iterable[FrameRecord], spacing: int, frames: int = 3, warm_only: bool = False
+    records: Iterable[FrameRecord], spacing: int, frames: int, warm_only: bool = False
 ) -> Iterator[FrameRecord]:
     """Records with each frame packed with its sequence's past frames (`edgeanom.preprocess.FramePacker`).
 
+    `frames` has no default: a caller that left it out packed three frames for a bundle that packs eight.
     One packer per sequence (video, frame folder), so packing never mixes clips; records of a sequence must
     arrive in order, as `ImageSource` and `memory_frames` give them. Labels and names are kept. ``warm_only``
     drops each sequence's first ``(frames - 1) * spacing`` frames, whose past is a repeated first frame:
