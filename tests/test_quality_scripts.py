@@ -246,6 +246,35 @@ def test_mvtec_split_and_per_defect_auroc(tmp_path: Path) -> None:
     assert common.auroc(labels, scores) == pytest.approx(5 / 6)
 
 
+# --------------------------------------------------------------------------------------------- ELPV protocol
+def test_elpv_split_and_training_free_baselines() -> None:
+    import elpv
+
+    rng = np.random.default_rng(0)
+    proba = np.array([0.0] * 20 + [1.0] * 6 + [0.33] * 3)  # 0.33: neither good nor certainly defective
+    images = rng.integers(140, 160, size=(len(proba), 24, 24), dtype=np.uint8)
+    images[proba == 1.0, 4:12, 4:20] = 20  # a dark inactive region
+    types = np.array(["mono", "poly"] * 14 + ["mono"])
+    train, test, labels = elpv.split(proba, seed=3)
+    assert len(train) == 16 and sorted(np.r_[train, test[labels == 0]]) == list(range(20))
+    assert set(test[labels == 1]) == set(range(20, 26)) and not set(train) & set(test)
+    np.testing.assert_array_equal(elpv.split(proba, seed=3)[0], train)  # the split is the seed's alone
+    scores = elpv.baseline_scores(images, train, test)
+    expected_dark = -images[test].reshape(len(test), -1).mean(axis=1) / 255.0
+    np.testing.assert_allclose(scores["darkness"], expected_dark)
+    # nearest-cell distance checked against a brute-force float64 reference on the same thumbnails
+    import cv2
+
+    def thumb(i: int) -> np.ndarray:
+        return cv2.resize(images[i], (8, 8), interpolation=cv2.INTER_AREA).astype(np.float64).ravel() / 255.0
+
+    reference = [min(np.linalg.norm(thumb(t) - thumb(r)) for r in train) for t in test]
+    np.testing.assert_allclose(scores["nearest_cell_8x8"], reference, rtol=1e-9)
+    found = elpv.baselines(images, types, train, test, labels)
+    assert found["darkness"]["all"] == 1.0 and found["nearest_cell_8x8"]["all"] == 1.0
+    assert set(found["darkness"]) == {"all", "mono", "poly"}
+
+
 # --------------------------------------------------------------------------------------------- plumbing
 def test_missing_data_folder_exits_with_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

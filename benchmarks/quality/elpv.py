@@ -8,6 +8,11 @@ through the deployed path (bundle Preprocessor -> ONNX Runtime -> Scorer in the 
 once with `--seed`; nothing is tuned on the test cells.
 
     python benchmarks/quality/elpv.py [--model synth-seg] [--epochs 20] [--threads 2]
+    python benchmarks/quality/elpv.py --baselines-only     # the two training-free baselines, seconds
+
+Every run also scores two training-free baselines on the same split, the obvious alternatives a model has to
+beat: the cell's mean brightness (defects here are mostly dark) and the nearest training cell's distance at
+8 x 8 pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
+DATASET = "ELPV (elpv-dataset), probability 0 vs 1.0"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-seed", type=int, default=None, help="training's seed alone: run-to-run spread")
     common.add_param_option(p)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--baselines-only", action="store_true", help="score the training-free baselines alone (no training)"
+    )
     p.add_argument("--work", type=Path, default=common.REPO_ROOT / "build" / "quality" / "elpv")
     p.add_argument("--out", default="elpv", help="results file name (<results-dir>/<out>.json)")
     p.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
@@ -50,6 +60,63 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise SystemExit("ELPV is not installed: pip install elpv-dataset") from None
     images, proba, types = load_dataset()
     return images, np.asarray(proba, dtype=np.float64), np.asarray(types)
+
+
+def split(proba: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training cells, test cells, test labels): 80% of the probability-0 cells train; the other 20% and every
+    probability-1.0 cell test."""
+    rng = np.random.default_rng(seed)
+    normal = rng.permutation(np.flatnonzero(proba == 0.0))
+    cut = int(0.8 * len(normal))
+    test_good, test_bad = normal[cut:], np.flatnonzero(proba == 1.0)
+    labels = np.r_[np.zeros(len(test_good), np.int8), np.ones(len(test_bad), np.int8)]
+    return normal[:cut], np.concatenate([test_good, test_bad]), labels
+
+
+THUMBNAIL = 8  # pixels a side for the nearest-neighbour baseline
+
+
+def baseline_scores(images: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Training-free scores of the test cells: darkness (minus the mean grey level) and the distance to the
+    nearest training cell at THUMBNAIL x THUMBNAIL pixels (area-averaged)."""
+    import cv2
+    from sklearn.neighbors import NearestNeighbors
+
+    def thumbnails(idx: np.ndarray) -> np.ndarray:
+        size = (THUMBNAIL, THUMBNAIL)
+        return (
+            np.stack([cv2.resize(images[i], size, interpolation=cv2.INTER_AREA) for i in idx])
+            .reshape(len(idx), -1)
+            .astype(np.float64)
+            / 255.0
+        )
+
+    nearest = NearestNeighbors(n_neighbors=1).fit(thumbnails(train_idx))
+    return {
+        "darkness": -images[test_idx].reshape(len(test_idx), -1).mean(axis=1) / 255.0,
+        f"nearest_cell_{THUMBNAIL}x{THUMBNAIL}": nearest.kneighbors(thumbnails(test_idx))[0][:, 0],
+    }
+
+
+def baselines(
+    images: np.ndarray, types: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, labels: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """AUROC of each training-free baseline on all, mono and poly test cells."""
+    out = {}
+    for name, scores in baseline_scores(images, train_idx, test_idx).items():
+        out[name] = {"all": common.auroc(labels, scores)}
+        for kind in ("mono", "poly"):
+            keep = types[test_idx] == kind
+            out[name][kind] = common.auroc(labels[keep], scores[keep])
+    return out
+
+
+def print_baselines(found: dict[str, dict[str, float]]) -> None:
+    common.print_table(
+        "ELPV training-free baselines (AUROC)",
+        ["baseline", "all", "mono", "poly"],
+        [[name, v["all"], v["mono"], v["poly"]] for name, v in found.items()],
+    )
 
 
 def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -74,13 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     from edgeanom.inference import score_arrays
     from edgeanom.train.api import train_bundle
 
-    rng = np.random.default_rng(args.seed)
-    normal = rng.permutation(np.flatnonzero(proba == 0.0))
-    cut = int(0.8 * len(normal))
-    train_idx, test_good = normal[:cut], normal[cut:]
-    test_bad = np.flatnonzero(proba == 1.0)
-    test_idx = np.concatenate([test_good, test_bad])
-    labels = np.r_[np.zeros(len(test_good), np.int8), np.ones(len(test_bad), np.int8)]
+    train_idx, test_idx, labels = split(proba, args.seed)
+    protocol = (
+        f"train on 80% of the {int((proba == 0.0).sum())} probability-0 cells (seed {args.seed}), test on the "
+        f"other 20% and the {int(labels.sum())} probability-1.0 cells"
+    )
+    found = baselines(images, types, train_idx, test_idx, labels)
+    if args.baselines_only:
+        path = common.write_results(
+            args.out if args.out != "elpv" else "elpv_baselines",
+            {"dataset": DATASET, "protocol": protocol, "baselines": found},
+            args.results_dir,
+        )
+        print_baselines(found)
+        print(f"wrote {path}")
+        return 0
     frames = [cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR) for i in range(len(images))]
     train_seed = args.seed if args.train_seed is None else args.train_seed
     options: dict[str, Any] = {"seed": train_seed, "threads": args.threads, "progress": False}
@@ -119,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         keep = types[test_idx] == kind
         result[kind] = metrics(scores[keep], labels[keep], threshold)
     payload = {
-        "dataset": "ELPV (elpv-dataset), probability 0 vs 1.0",
-        "protocol": f"train on 80% of the {len(normal)} probability-0 cells (seed {args.seed}), test on the other "
-        f"20% and the {len(test_bad)} probability-1.0 cells",
+        "dataset": DATASET,
+        "protocol": protocol,
         "train_seed": train_seed,
         "model": bundle.model_type,
         "settings": {
@@ -140,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
         "results": result,
+        "baselines": found,
         "scores": {"cell": test_idx, "label": labels, "score": scores},  # per test cell, for later analysis
         "timings": {
             "train_seconds": round(train_s, 1),
@@ -158,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         ["cells", "AUROC", "recall@cal", "FAR@cal", "recall@FAR10%"],
         rows,
     )
+    print_baselines(found)
     print(
         f"train {train_s:.0f} s, {ms_batched:.2f} ms per image batched, {ms_one:.2f} one at a time; wrote {path}"
     )
