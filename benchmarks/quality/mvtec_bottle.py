@@ -39,7 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="conv-ae")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--color", default="rgb")
-    p.add_argument("--loss", default="ssim+l2")
+    p.add_argument("--loss", default=None, help="train's --loss (default: train's, l2)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="held-out share of the good images (default: train's)",
+    )
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=16)
     p.add_argument("--blur-sigma", type=float, default=None, help="default: the train API's (2 px per 128)")
@@ -102,16 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         out=args.work,
         image_size=args.image_size,
         color=args.color,
-        loss=args.loss,
         epochs=args.epochs,
         batch_size=args.batch_size,
         blur_sigma=args.blur_sigma,
         topk=args.topk,
-        val_fraction=0.1,
         seed=args.seed,
         threads=args.threads,
         progress=False,
         **common.param_options(args.param),
+        **{k: v for k, v in (("loss", args.loss), ("val_fraction", args.val_fraction)) if v is not None},
     )
     train_s = float(bundle.meta["model"]["train"]["seconds"])
     t0 = time.perf_counter()
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             "params": bundle.meta["model"]["params"],
             "image_size": args.image_size,
             "color": args.color,
-            "loss": args.loss,
+            "loss": bundle.meta["model"]["train"]["loss"],
+            "val_fraction": "train's default" if args.val_fraction is None else args.val_fraction,
             "epochs": args.epochs,
             "epochs_run": bundle.meta["model"]["train"]["epochs_run"],
             "best_epoch": bundle.meta["model"]["train"]["best_epoch"],
