@@ -168,7 +168,10 @@ def test_bundle_records_the_packing_and_frame_pred_is_the_default(trained: dict[
     }
     assert bundle.model_type == "frame-pred" and bundle.input_shape == (3, SIZE, SIZE)
     assert bundle.meta["data"]["split"] == "temporal"
-    assert bundle.meta["data"]["n_frames"] == TRAIN_FRAMES
+    # each video's first (3 - 1) * SPACING frames have no past: run gives them no sample, so train learns none
+    warmup = 2 * SPACING
+    assert bundle.meta["data"]["n_frames"] == TRAIN_FRAMES - warmup
+    assert bundle.meta["data"]["n_warmup_frames"] == warmup
 
 
 def _run_scores(bundle: Path, videos: list[Path], events: Path) -> dict[str, list[dict]]:
@@ -321,19 +324,29 @@ def test_frames_and_camera_capture_pack_like_the_video_file(
 
 
 def test_frame_step_picks_frames_after_packing() -> None:
-    """--frame-step keeps every N-th packed frame: the spacing still counts source frames, as in `run`."""
+    """--frame-step keeps every N-th packed frame: the spacing still counts source frames, as in `run`; the
+    warm-up frames (positions 0-3 here, no full past yet) give no sample."""
     from edgeanom.train.api import _image_records
     from edgeanom.train.config import build_options
 
-    frames = _pattern_frames(12, seed=3)
-    records, ordered, _, _ = _image_records(
+    frames = _pattern_frames(16, seed=3)
+    records, ordered, _, _, n_warmup = _image_records(
         frames, None, build_options(frame_pack=SPACING, frame_step=3, max_frames=3)
     )
     kept = list(records)
-    assert ordered and [r.position for r in kept] == [0, 3, 6]
+    assert ordered and [r.position for r in kept] == [6, 9, 12]
+    assert n_warmup() == 2 * SPACING
     packed = pack_sequence(frames, SPACING)
     for r in kept:
         np.testing.assert_array_equal(r.frame, packed[r.position])
+
+
+def test_train_on_videos_shorter_than_the_packing_is_a_one_line_error(tmp_path: Path) -> None:
+    from edgeanom.train.api import train_bundle
+
+    short = write_video(tmp_path / "short.avi", _pattern_frames(2 * SPACING, seed=5), fps=25.0)
+    with pytest.raises(EdgeanomError, match=r"short\.avi: every sequence is shorter .* \(4 frames of past"):
+        train_bundle(data=short, out=tmp_path / "m", frame_pack=SPACING, epochs=1)
 
 
 def test_frame_pack_option_errors(tmp_path: Path) -> None:

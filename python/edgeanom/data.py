@@ -333,6 +333,47 @@ def packed_records(
             yield rec
 
 
+class ScoredPacking:
+    """The packed records `run` scores: `packed_records(..., warm_only=True)`, counting frames read and kept.
+
+    Train and eval both iterate this, so neither learns from nor scores a sample `run` never produces (a
+    warm-up frame whose past is its sequence's first frame repeated). Reaching the end with frames read but
+    none kept is a one-line error naming `source`: every sequence is shorter than the packing's warm-up.
+    """
+
+    def __init__(self, records: Iterable[FrameRecord], spacing: int, frames: int, source: str) -> None:
+        self._records, self.spacing, self.frames, self.source = records, int(spacing), int(frames), source
+        self.read = 0
+        self.kept = 0
+
+    @property
+    def warmup(self) -> int:
+        """Frames each sequence reads before its first sample."""
+        from edgeanom.preprocess import pack_warmup
+
+        return pack_warmup({"spacing": self.spacing, "frames": self.frames})
+
+    @property
+    def n_warmup(self) -> int:
+        """Frames read that gave no sample."""
+        return self.read - self.kept
+
+    def _counted(self) -> Iterator[FrameRecord]:
+        for rec in self._records:
+            self.read += 1
+            yield rec
+
+    def __iter__(self) -> Iterator[FrameRecord]:
+        for rec in packed_records(self._counted(), self.spacing, self.frames, warm_only=True):
+            self.kept += 1
+            yield rec
+        if self.read and not self.kept:
+            raise EdgeanomError(
+                f"{self.source}: every sequence is shorter than the model's frame packing needs "
+                f"({self.warmup} frames of past before the first score)"
+            )
+
+
 def is_gray_content(frames: Sequence[np.ndarray]) -> bool:
     """True when every frame is single-channel or has three identical channels (grey stored as colour)."""
     for f in frames:

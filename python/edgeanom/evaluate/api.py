@@ -98,7 +98,7 @@ def _score_images(
 ) -> EvalSet:
     from edgeanom.evaluate.localisation import find_mask_dir, load_mask
     from edgeanom.inference import score_arrays
-    from edgeanom.preprocess import Preprocessor, pack_warmup
+    from edgeanom.preprocess import Preprocessor
     from edgeanom.scorer import Scorer
 
     if isinstance(source, (str, os.PathLike)):
@@ -115,6 +115,7 @@ def _score_images(
             raise EdgeanomError("eval with frames= needs labels= (one 0/1 per frame)")
         records = loaders.memory_frames(list(source), labels)
         skipped = None
+    where = str(source) if isinstance(source, (str, os.PathLike)) else "frames"  # for messages
     pre, scorer = Preprocessor(bundle), Scorer(bundle)
     mask_dir: Optional[Path] = None
     if isinstance(source, (str, os.PathLike)) and bundle.score.get("map"):
@@ -123,11 +124,12 @@ def _score_images(
             raise EdgeanomError(f"--masks {mask_dir}: not a directory")
     kept_maps: list[np.ndarray] = []
     kept_masks: list[np.ndarray] = []
-    read = [0]  # frames read; with frame packing each sequence's first (frames - 1) * spacing are not scored
+    packing: Optional[loaders.ScoredPacking] = None
     if pre.pack is not None:  # video models: each video / frame folder packed causally, as `run` does
-        records = loaders.packed_records(
-            _counted(records, read), int(pre.pack["spacing"]), int(pre.pack.get("frames", 3)), warm_only=True
+        packing = loaders.ScoredPacking(
+            records, int(pre.pack["spacing"]), int(pre.pack.get("frames", 3)), where
         )
+        records = iter(packing)
     scores: list[np.ndarray] = []
     y: list[int] = []
     classes: list[Optional[str]] = []
@@ -162,14 +164,9 @@ def _score_images(
     if pending:
         flush(pending)
     bad = list(skipped.skipped) if skipped is not None else []
-    n_warmup = read[0] - len(names) if pre.pack is not None else 0
-    if not names and n_warmup:
-        raise EdgeanomError(
-            f"{source}: every sequence is shorter than the model's frame packing needs "
-            f"({pack_warmup(pre.pack)} frames of past before the first score)"
-        )
+    n_warmup = packing.n_warmup if packing is not None else 0
     if not names:
-        raise EdgeanomError(f"{source}: none of the images could be decoded ({len(bad)} unreadable files)")
+        raise EdgeanomError(f"{where}: none of the images could be decoded ({len(bad)} unreadable files)")
     return EvalSet(
         np.concatenate(scores),
         np.asarray(y, dtype=np.int8),
@@ -186,13 +183,6 @@ def _score_images(
         masks=np.stack(kept_masks) if kept_masks else None,
         image_root=Path(source) if isinstance(source, (str, os.PathLike)) else None,
     )
-
-
-def _counted(records: Iterator[loaders.FrameRecord], count: list[int]) -> Iterator[loaders.FrameRecord]:
-    """The records unchanged, counting them into ``count[0]``."""
-    for rec in records:
-        count[0] += 1
-        yield rec
 
 
 def _score_tables(

@@ -150,11 +150,11 @@ def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, O
 
     folder = loaders.ImageSource(path, labels=labels)
     pre = Preprocessor(bundle)
-    pack = pre.pack  # video models: frames packed per sequence, as run / eval do
+    pack = pre.pack  # video models: the packed samples run / eval score (no warm-up frames)
     records = list(
         folder
         if pack is None
-        else loaders.packed_records(folder, int(pack["spacing"]), int(pack.get("frames", 3)))
+        else loaders.ScoredPacking(folder, int(pack["spacing"]), int(pack.get("frames", 3)), str(path))
     )
     if not records:
         raise EdgeanomError(f"{path}: no readable images or video frames")

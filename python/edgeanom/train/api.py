@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -139,11 +139,15 @@ def _load_tables(source: Any, opts: TrainOptions, labels: Any, detect_time: bool
     )
 
 
-def _image_records(source: Any, labels: Any, opts: TrainOptions) -> tuple[Any, bool, str, Any]:
-    """(records, ordered, description, skipped-list getter) for a path or a list of frames.
+def _image_records(
+    source: Any, labels: Any, opts: TrainOptions
+) -> tuple[Any, bool, str, Any, Callable[[], int]]:
+    """(records, ordered, description, skipped-list getter, warm-up frame count getter) for a path or a list of
+    frames.
 
     With --frame-pack every frame is packed (per sequence) before --frame-step / --max-frames pick the ones
-    to keep, so the spacing counts source frames, as it does in `run` and `eval`.
+    to keep, so the spacing counts source frames, as it does in `run` and `eval`; each sequence's warm-up
+    frames (no full past yet) give no sample, as in `run`.
     """
     spacing = frame_pack_spacing(opts)
     step = max(1, int(opts.frame_step))
@@ -155,19 +159,20 @@ def _image_records(source: Any, labels: Any, opts: TrainOptions) -> tuple[Any, b
             max_frames=None if spacing else opts.max_frames,
         )
         if not spacing:
-            return folder, folder.ordered, str(source), lambda: folder.skipped
-        packed = loaders.packed_records(folder, spacing, frame_pack_count(opts))
-        return _keep_every(packed, step, opts.max_frames), True, str(source), lambda: folder.skipped
+            return folder, folder.ordered, str(source), lambda: folder.skipped, lambda: 0
+        packed = loaders.ScoredPacking(folder, spacing, frame_pack_count(opts), str(source))
+        kept = _keep_every(iter(packed), step, opts.max_frames)
+        return kept, True, str(source), lambda: folder.skipped, lambda: packed.n_warmup
     if spacing:
-        packed = loaders.packed_records(
-            loaders.memory_frames(list(source), labels), spacing, frame_pack_count(opts)
+        packed = loaders.ScoredPacking(
+            loaders.memory_frames(list(source), labels), spacing, frame_pack_count(opts), "frames"
         )
-        return _keep_every(packed, step, opts.max_frames), True, "frames", list
+        return _keep_every(iter(packed), step, opts.max_frames), True, "frames", list, lambda: packed.n_warmup
     frames = list(source)[::step]
     y = None if labels is None else list(labels)[::step]
     if opts.max_frames is not None:
         frames, y = frames[: int(opts.max_frames)], None if y is None else y[: int(opts.max_frames)]
-    return loaders.memory_frames(frames, y), True, "frames", list
+    return loaders.memory_frames(frames, y), True, "frames", list, lambda: 0
 
 
 def _keep_every(
@@ -197,10 +202,10 @@ def _prepare(
     if kind == "image":
         if table is not None or series is not None:
             raise EdgeanomError("image models need images: pass frames= or a folder/video path")
-        records, ordered, source, skipped = _image_records(
+        records, ordered, source, skipped, n_warmup = _image_records(
             frames if frames is not None else data, labels, opts
         )
-        return prepare_images(records, ordered, opts, source, skipped)
+        return prepare_images(records, ordered, opts, source, skipped, n_warmup)
     source = next(v for v in (data, table, series) if v is not None)
     if frames is not None:
         raise EdgeanomError(f"{kind} models need numbers: pass table=, series= or a CSV/Parquet path")
@@ -217,7 +222,7 @@ def _add_validation_data(prepared: Prepared, opts: TrainOptions) -> None:
 
     if prepared.kind == "image":
         spec = prepared.preprocess["image"]
-        records, _, _, _ = _image_records(opts.val_data, opts.val_labels, opts)
+        records, _, _, _, _ = _image_records(opts.val_data, opts.val_labels, opts)
         frames = (spec.get("pack") or {}).get("frames", 0)
         x, recs, _ = preprocess_frames(records, tuple(spec["size"]), spec["color"], frames)
         y = np.array([r.label or 0 for r in recs], dtype=np.int8)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -160,7 +160,12 @@ def preprocess_frames(
 
 
 def prepare_images(
-    records: Iterable[FrameRecord], ordered: bool, opts: TrainOptions, source: str, skipped: Any
+    records: Iterable[FrameRecord],
+    ordered: bool,
+    opts: TrainOptions,
+    source: str,
+    skipped: Any,
+    n_warmup: Callable[[], int] = lambda: 0,
 ) -> Prepared:
     spacing = frame_pack_spacing(opts)
     try:
@@ -192,6 +197,9 @@ def prepare_images(
         "source": source,
         "n_frames": len(recs),
         "n_skipped": len(bad),
+        **(
+            {"n_warmup_frames": n_warmup()} if spacing else {}
+        ),  # packed: frames before each sequence's first sample
         "skipped": list(bad)[:20],
         "n_anomalous_in_training_data": int(anomalous.size),
         "split": "temporal" if ordered else "random",
