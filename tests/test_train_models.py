@@ -120,6 +120,7 @@ def test_model_errors_name_the_problem():
         "deep-svdd",
         "frame-pred",
         "synth-seg",
+        "grad-knn",
         "feat-vae",
         "feat-svdd",
         "feat-map",

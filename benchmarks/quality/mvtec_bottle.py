@@ -129,16 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     #    training images (score.map.normalize, fitted by train_bundle), then the top-k mean
     s32, ms32 = score_images(bundle, bundle.onnx_path, test_frames, args.threads, 16)
     s16, ms16 = score_images(bundle, fp16_file, test_frames, args.threads, 16)
-    norm_info = dict(bundle.score["map"].get("normalize") or {})
+    score_map = bundle.score.get("map")  # None for models that output the score itself (grad-knn)
+    norm_info = dict((score_map or {}).get("normalize") or {})
     # 2) the same model and maps without that normalisation (plain blurred L2 map, top-k mean), through the
     #    un-fused FP32 graph: the fused one normalises inside the graph
-    plain = Bundle(bundle.path, copy.deepcopy(bundle.meta))
-    plain.meta["score"]["map"].pop("normalize", None)
-    plain.meta["onnx"]["fused"] = None
-    d32, _ = score_images(plain, bundle.path / bundle.onnx["fp32_file"], test_frames, args.threads, 16)
+    d32: Any = None
+    if score_map is not None:
+        plain = Bundle(bundle.path, copy.deepcopy(bundle.meta))
+        plain.meta["score"]["map"].pop("normalize", None)
+        plain.meta["onnx"]["fused"] = None
+        d32, _ = score_images(plain, bundle.path / bundle.onnx["fp32_file"], test_frames, args.threads, 16)
     _, ms1 = score_images(bundle, bundle.onnx_path, test_frames[:40], args.threads, 1)
     r32, r16 = report(labels, groups, s32), report(labels, groups, s16)
-    rd32 = report(labels, groups, d32)
+    rd32 = report(labels, groups, d32) if d32 is not None else None
     rel = np.abs(s16 - s32) / np.maximum(np.abs(s32), 1e-12)
     payload = {
         "dataset": "MVTec AD bottle (209 train/good; test 20 good, 63 defective), 256x256 copies",
@@ -191,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 *[r["per_defect_auroc"][d] for d in defects],
             ]
             for what, pair in (
-                ("train default (map normalisation)", (r32, r16)),
-                ("without map normalisation", (rd32,)),
+                ("train default (map normalisation)" if score_map else "train default", (r32, r16)),
+                *((("without map normalisation", (rd32,)),) if rd32 is not None else ()),
             )
             for prec, r in zip(("FP32", "FP16"), pair)
         ],

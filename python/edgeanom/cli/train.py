@@ -384,7 +384,12 @@ def print_summary(bundle: Any) -> None:
     )
     for note in d.get("time_notes") or []:
         table.add_row("time order", note)
-    if "best_epoch" in train:
+    if "best_epoch" in train and not train.get("epochs_run") and meta["model"]["params"].get("n_bank"):
+        table.add_row(
+            "training",
+            f"fitted: memory bank of {meta['model']['params']['n_bank']} images, {train['seconds']:.1f} s",
+        )
+    elif "best_epoch" in train:
         note = (
             " (interrupted)"
             if train.get("interrupted")

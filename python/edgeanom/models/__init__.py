@@ -1,6 +1,7 @@
 """Detector families (one module each, registered with `@register`) and the registry that finds them.
 
-Torch models live in `vectors`, `images`, `windows`, `svdd`, `frame_pred`; scikit-learn baselines in
+Torch models live in `vectors`, `images`, `windows`, `svdd`, `frame_pred`, `synthetic`, `features` and
+`gradknn` (fitted, not trained); scikit-learn baselines in
 `baselines`; `checkpoint` saves and loads them inside a bundle and `onnx_export` writes their FP32 graph.
 """
 

@@ -45,6 +45,7 @@ class ModelInfo:
     score_metric = "mse"  # how the output becomes a score ("model": the output is the score)
     scores_maps = False  # image inputs: the per-pixel error map is blurred, normalised and reduced
     packed_frames = 3  # frames packed per input with --frame-pack (video models)
+    trainable = True  # False: `prepare` fits it from the training data alone (a memory bank); no epochs
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:

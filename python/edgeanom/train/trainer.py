@@ -120,7 +120,6 @@ def fit(
     train_t = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
     val_t = torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float32))
     gen = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     result = FitResult()
     best_state: Optional[dict[str, Any]] = None
     started = time.perf_counter()
@@ -130,6 +129,12 @@ def fit(
 
     model.train()
     model.prepare(lambda: (on_device(b) for b in _batches(train_t, batch_size)))
+    if not model.trainable:  # fitted by `prepare` alone (a memory bank): no epochs, no loss
+        result.best_val_loss = 0.0
+        result.seconds = time.perf_counter() - started
+        model.cpu().eval()
+        return result
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     with _progress(progress) as bar, sigterm_as_interrupt():
         task = bar.add_task("train", total=epochs, train="-", val="-", best="-")
