@@ -95,6 +95,9 @@ def test_bad_settings_are_one_line_errors(shape: tuple[int, int, int], params: d
         build_model("grad-knn", shape, params)
 
 
+SETS = {"train": 60, "test/good": 12, "test/crack": 12}  # generated images per folder
+
+
 def _folder(root: Path, n: int, rng: np.random.Generator, defect: bool = False) -> Path:
     root.mkdir(parents=True)
     for i in range(n):
@@ -117,11 +120,11 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     from edgeanom.train.api import train_bundle
 
     rng = np.random.default_rng(0)
-    train = _folder(tmp_path / "train", 60, rng)
-    _folder(tmp_path / "test" / "good", 12, rng)
-    _folder(tmp_path / "test" / "crack", 12, rng, defect=True)
+    folders = {name: (tmp_path / name, n, name == "test/crack") for name, n in SETS.items()}
+    for root, n, cracked in folders.values():
+        _folder(root, n, rng, defect=cracked)
     bundle = train_bundle(
-        train, model="grad-knn", out=tmp_path / "m", image_size=48, threads=1, progress=False
+        tmp_path / "train", model="grad-knn", out=tmp_path / "m", image_size=48, threads=1, progress=False
     )
     assert (
         bundle.onnx["output"] == "score" and bundle.score["metric"] == "model" and bundle.score["map"] is None
@@ -143,11 +146,12 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     again = evaluate_bundle(load_bundle(bundle.path).path, tmp_path / "test", plots=False)
     assert abs(again["auroc"] - report["auroc"]) < 1e-9
     events = tmp_path / "e.jsonl"
-    opts = RunOptions(
-        model=bundle.path, images=[tmp_path / "test" / "crack"], events=events, status_interval=0
+    crack = tmp_path / "test" / "crack"
+    summary = run_stream(
+        RunOptions(
+            bundle.path, images=[crack], events=events, status_interval=0, install_signal_handlers=False
+        )
     )
-    opts.install_signal_handlers = False
-    summary = run_stream(opts)
     assert summary.stats["frames"] == 12
     samples = [json.loads(line) for line in events.read_text().splitlines()]
     flagged = [s for s in samples if s.get("kind") == "sample" and s.get("flag")]
