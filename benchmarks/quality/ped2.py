@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         train_frames = []
         for paths in train_videos.values() if args.pack_frames == 3 else ():  # else train packs them
             packer = FramePacker(s)
-            train_frames += [packer.push(f) for f in common.read_images(paths)][2 * s :: args.frame_step]
+            warm = pack_warmup({"spacing": s})  # no full past yet: train and run give these no sample
+            train_frames += [packer.push(f) for f in common.read_images(paths)][warm :: args.frame_step]
         test_frames = {v: common.read_images(p) for v, p in test_videos.items()}  # packed while scoring
         model = "frame-pred" if args.model == "conv-ae" else args.model
         color, params = "rgb", {"width": args.unet_width}

@@ -304,73 +304,52 @@ def memory_frames(frames: Sequence[np.ndarray], labels: Any = None) -> Iterator[
         yield FrameRecord(np.asarray(frame), f"frame#{i}", "frames", i, i, None if y is None else int(y[i]))
 
 
-def packed_records(
-    records: Iterable[FrameRecord], spacing: int, frames: int, warm_only: bool = False
-) -> Iterator[FrameRecord]:
-    """Records with each frame packed with its sequence's past frames (`edgeanom.preprocess.FramePacker`).
-
-    `frames` has no default: a caller that left it out packed three frames for a bundle that packs eight.
-    One packer per sequence (video, frame folder), so packing never mixes clips; records of a sequence must
-    arrive in order, as `ImageSource` and `memory_frames` give them. Labels and names are kept. ``warm_only``
-    drops each sequence's first ``(frames - 1) * spacing`` frames, whose past is a repeated first frame:
-    `run` emits no sample for them, so an evaluation of what `run` delivers must not score them either.
-    """
-    from edgeanom.preprocess import FramePacker
-
-    packers: dict[str, tuple[FramePacker, list[int]]] = {}
-    for rec in records:
-        if rec.sequence not in packers:
-            packers[rec.sequence] = (FramePacker(spacing, frames), [-1])
-        packer, last = packers[rec.sequence]
-        if rec.position <= last[0]:
-            raise EdgeanomError(
-                f"{rec.name}: frame {rec.position} of sequence '{rec.sequence}' came after frame {last[0]}; "
-                "frame packing needs each sequence in order"
-            )
-        last[0] = rec.position
-        rec.frame = packer.push(rec.frame)
-        if packer.warm or not warm_only:
-            yield rec
-
-
 class ScoredPacking:
-    """The packed records `run` scores: `packed_records(..., warm_only=True)`, counting frames read and kept.
+    """The packed samples `run` scores, from records of frames (`edgeanom.preprocess.FramePacker`).
 
-    Train and eval both iterate this, so neither learns from nor scores a sample `run` never produces (a
-    warm-up frame whose past is its sequence's first frame repeated). Reaching the end with frames read but
-    none kept is a one-line error naming `source`: every sequence is shorter than the packing's warm-up.
+    `pack` is a bundle's `preprocess.image.pack` ({"spacing": S, "frames": T}, T 3 when left out). One packer
+    per sequence (video, frame folder), so packing never mixes clips; records of a sequence must arrive in
+    order, as `ImageSource` and `memory_frames` give them; labels and names are kept. Each sequence's first
+    (T - 1) * S frames give no sample (their past is the first frame repeated, and `run` emits nothing for
+    them), so train, eval and export learn from and score what `run` scores. `read` and `kept` count frames;
+    reaching the end with frames read but none kept is a one-line error naming `source`: every sequence is
+    shorter than the warm-up.
     """
 
-    def __init__(self, records: Iterable[FrameRecord], spacing: int, frames: int, source: str) -> None:
-        self._records, self.spacing, self.frames, self.source = records, int(spacing), int(frames), source
+    def __init__(self, records: Iterable[FrameRecord], pack: dict[str, Any], source: str) -> None:
+        self._records, self.pack, self.source = records, pack, source
         self.read = 0
         self.kept = 0
-
-    @property
-    def warmup(self) -> int:
-        """Frames each sequence reads before its first sample."""
-        from edgeanom.preprocess import pack_warmup
-
-        return pack_warmup({"spacing": self.spacing, "frames": self.frames})
 
     @property
     def n_warmup(self) -> int:
         """Frames read that gave no sample."""
         return self.read - self.kept
 
-    def _counted(self) -> Iterator[FrameRecord]:
+    def __iter__(self) -> Iterator[FrameRecord]:
+        from edgeanom.preprocess import FramePacker, pack_warmup
+
+        spacing, frames = int(self.pack["spacing"]), int(self.pack.get("frames", 3))
+        packers: dict[str, tuple[FramePacker, list[int]]] = {}
         for rec in self._records:
             self.read += 1
-            yield rec
-
-    def __iter__(self) -> Iterator[FrameRecord]:
-        for rec in packed_records(self._counted(), self.spacing, self.frames, warm_only=True):
-            self.kept += 1
-            yield rec
+            if rec.sequence not in packers:
+                packers[rec.sequence] = (FramePacker(spacing, frames), [-1])
+            packer, last = packers[rec.sequence]
+            if rec.position <= last[0]:
+                raise EdgeanomError(
+                    f"{rec.name}: frame {rec.position} of sequence '{rec.sequence}' came after frame "
+                    f"{last[0]}; frame packing needs each sequence in order"
+                )
+            last[0] = rec.position
+            rec.frame = packer.push(rec.frame)
+            if packer.warm:
+                self.kept += 1
+                yield rec
         if self.read and not self.kept:
             raise EdgeanomError(
                 f"{self.source}: every sequence is shorter than the model's frame packing needs "
-                f"({self.warmup} frames of past before the first score)"
+                f"({pack_warmup(self.pack)} frames of past before the first score)"
             )
 
 

@@ -370,6 +370,8 @@ def print_summary(bundle: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgeanom.models import get_model
+
     meta = bundle.meta
     train = meta["model"].get("train", {})
     t = bundle.threshold
@@ -384,11 +386,8 @@ def print_summary(bundle: Any) -> None:
     )
     for note in d.get("time_notes") or []:
         table.add_row("time order", note)
-    if "best_epoch" in train and not train.get("epochs_run") and meta["model"]["params"].get("n_bank"):
-        table.add_row(
-            "training",
-            f"fitted: memory bank of {meta['model']['params']['n_bank']} images, {train['seconds']:.1f} s",
-        )
+    if "best_epoch" in train and not get_model(bundle.model_type).trainable:
+        table.add_row("training", f"fitted from the training data (no epochs), {train['seconds']:.1f} s")
     elif "best_epoch" in train:
         note = (
             " (interrupted)"

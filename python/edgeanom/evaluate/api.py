@@ -126,9 +126,7 @@ def _score_images(
     kept_masks: list[np.ndarray] = []
     packing: Optional[loaders.ScoredPacking] = None
     if pre.pack is not None:  # video models: each video / frame folder packed causally, as `run` does
-        packing = loaders.ScoredPacking(
-            records, int(pre.pack["spacing"]), int(pre.pack.get("frames", 3)), where
-        )
+        packing = loaders.ScoredPacking(records, pre.pack, where)
         records = iter(packing)
     scores: list[np.ndarray] = []
     y: list[int] = []

@@ -151,11 +151,7 @@ def _load_images(bundle: Bundle, path: Path, labels: Any) -> tuple[np.ndarray, O
     folder = loaders.ImageSource(path, labels=labels)
     pre = Preprocessor(bundle)
     pack = pre.pack  # video models: the packed samples run / eval score (no warm-up frames)
-    records = list(
-        folder
-        if pack is None
-        else loaders.ScoredPacking(folder, int(pack["spacing"]), int(pack.get("frames", 3)), str(path))
-    )
+    records = list(folder if pack is None else loaders.ScoredPacking(folder, pack, str(path)))
     if not records:
         raise EdgeanomError(f"{path}: no readable images or video frames")
     x = np.array(pre([r.frame for r in records]), copy=True)

@@ -150,6 +150,9 @@ def _image_records(
     frames (no full past yet) give no sample, as in `run`.
     """
     spacing = frame_pack_spacing(opts)
+    pack = (
+        {"spacing": spacing, "frames": frame_pack_count(opts)} if spacing else {}
+    )  # as the bundle records it
     step = max(1, int(opts.frame_step))
     if isinstance(source, (str, os.PathLike)):
         folder = loaders.ImageSource(
@@ -160,13 +163,11 @@ def _image_records(
         )
         if not spacing:
             return folder, folder.ordered, str(source), lambda: folder.skipped, lambda: 0
-        packed = loaders.ScoredPacking(folder, spacing, frame_pack_count(opts), str(source))
+        packed = loaders.ScoredPacking(folder, pack, str(source))
         kept = _keep_every(iter(packed), step, opts.max_frames)
         return kept, True, str(source), lambda: folder.skipped, lambda: packed.n_warmup
     if spacing:
-        packed = loaders.ScoredPacking(
-            loaders.memory_frames(list(source), labels), spacing, frame_pack_count(opts), "frames"
-        )
+        packed = loaders.ScoredPacking(loaders.memory_frames(list(source), labels), pack, "frames")
         return _keep_every(iter(packed), step, opts.max_frames), True, "frames", list, lambda: packed.n_warmup
     frames = list(source)[::step]
     y = None if labels is None else list(labels)[::step]
