@@ -1,17 +1,19 @@
 """How much of the backend's speed does `edgeanom run` keep, and how much faster is it than a hand-written loop?
 
-On one video file, with the default conv-AE (3x128x128; untrained weights run at the trained model's speed) on
-ONNX Runtime CPU, in one process:
+On one video file, with `train`'s image default at 3x128x128 (`grad-knn`, its memory bank fitted on the scene's
+first BANK_FRAMES frames; `--model conv-ae` for the autoencoder, whose untrained weights run at the trained model's
+speed) on ONNX Runtime CPU, in one process:
 
   (a) backend alone: `runner.infer` on pre-made, preprocessed batches (the ceiling);
   (b) the full `run` pipeline: decode -> resize -> batch -> ONNX Runtime -> C++ error map, blur, top-k score ->
       alarms -> JSON Lines file, exactly as `edgeanom run --video FILE --events FILE` does;
-  (c) the obvious hand-written loop: cv2 read -> resize -> torch eager (batch 1) -> NumPy error map and score.
+  (c) the obvious hand-written loop: cv2 read -> resize -> torch eager (batch 1) -> NumPy error map and score
+      (the model's own map for a model that outputs one).
 
 Targets: (b) >= 90% of (a) at the same batch size; (b) >= 2x (c). Also: batch-1 end-to-end latency of a
 camera-paced stream (p50/p99), and 4 streams batched together (one frame per stream per batch).
 
-    python benchmarks/bench_pipeline.py [--frames 600] [--batch 8] [--repeats 3] [--out benchmarks/results/pipeline.json]
+    python benchmarks/bench_pipeline.py [--model TYPE] [--frames 600] [--batch 8] [--repeats 3] [--out benchmarks/results/pipeline.json]
 """
 
 from __future__ import annotations
@@ -31,30 +33,47 @@ import numpy as np
 
 from edgeanom.bundle import Bundle, fixed_threshold, load_bundle, new_bundle, onnx_section, preprocess_section
 from edgeanom.demo import read_video
+from edgeanom.models import default_model
 from edgeanom.preprocess import NEW_BUNDLE_RESIZE
 
 SIZE = 128
 TARGET_VS_BACKEND = 0.9  # issue 13: run keeps >= 90% of the bare backend's speed
 VIDEO_SIDE = 320
 HD_SIZE = (1280, 720)
+BANK_FRAMES = (
+    300  # scene frames a memory-bank model is fitted on (a few hundred normal images, as users give)
+)
 
 
-def make_bundle(root: Path, seed: int = 0) -> Bundle:
-    """The default conv-AE (train's defaults: channels [32, 64, 128, 128], latent 128, RGB 128x128, map score)."""
+def make_bundle(root: Path, model_type: str, video: Path, seed: int = 0) -> Bundle:
+    """A 3x128x128 RGB bundle of `model_type` with train's default architecture and map score: a fitted model
+    (grad-knn) is fitted on the video's first BANK_FRAMES frames by `train_bundle`; a trained one keeps its
+    untrained weights (training would not change its speed and takes minutes)."""
     import torch
 
-    from edgeanom.models import build_model
+    from edgeanom.models import build_model, get_model
     from edgeanom.models.checkpoint import save_torch
     from edgeanom.models.onnx_export import export_onnx
+    from edgeanom.train.api import train_bundle
 
+    if not get_model(model_type).trainable:
+        return train_bundle(
+            frames=read_video(video, limit=BANK_FRAMES),
+            model=model_type,
+            out=root,
+            image_size=SIZE,
+            color="rgb",
+            seed=seed,
+            progress=False,
+        )
     torch.manual_seed(seed)
-    model = build_model("conv-ae", [3, SIZE, SIZE], {}).eval()
+    model = build_model(model_type, [3, SIZE, SIZE], {}).eval()
     root.mkdir(parents=True, exist_ok=True)
     save_torch(model, root / "model.pt")
     parity = export_onnx(model, root / "model.onnx")
     new_bundle(
         root,
-        model_type="conv-ae",
+        model_type=model_type,
         params=model.params,
         input_kind="image",
         shape=[3, SIZE, SIZE],
@@ -64,7 +83,7 @@ def make_bundle(root: Path, seed: int = 0) -> Bundle:
         ),
         score_map={"blur_sigma": 2.0, "mode": "topk_mean", "k": 164},
         threshold=fixed_threshold(1e9),
-        onnx=onnx_section("reconstruction", parity=parity),
+        onnx=onnx_section(model.output_name, parity=parity),
         checkpoint="model.pt",
     ).save()
     return load_bundle(root)
@@ -222,9 +241,12 @@ def hand_loop(bundle: Bundle, video: Path, frames: int, torch_threads: int = 0) 
                 cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
             )
             x = torch.from_numpy(img).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
-            recon = model(x).numpy()[0]
-            err = ((x.numpy()[0] - recon) ** 2).mean(axis=0)
-            err = cv2.GaussianBlur(err, (0, 0), sigma)
+            out = model(x).numpy()[0]
+            err = (
+                out if out.ndim == 2 else ((x.numpy()[0] - out) ** 2).mean(axis=0)
+            )  # the model's map, or d^2
+            if sigma > 0:
+                err = cv2.GaussianBlur(err, (0, 0), sigma)
             scores.append(float(np.partition(err.ravel(), -k)[-k:].mean()))
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     cap.release()
@@ -277,6 +299,7 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="image model type (default: train's image default)")
     ap.add_argument("--frames", type=int, default=600, help="video length (frames)")
     ap.add_argument("--batch", type=int, default=8, help="batch size for (a) and (b)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per measurement (the median is reported)")
@@ -291,15 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     with tempfile.TemporaryDirectory(prefix="edgeanom-bench-") as tmp:
         root = Path(tmp)
-        bundle = make_bundle(root / "model")
         video = make_video(root / "scene.mp4", args.frames)
+        model_type = args.model or default_model("image")
+        bundle = make_bundle(root / "model", model_type, video)
         frames = decoded_frames(video, max(args.batch, 4))
         hd_video = make_video(root / "scene720p.mp4", args.frames // 2, size=HD_SIZE)
         area_bundle = with_single_area_step(bundle, root / "model-area")
         events = root / "events.jsonl"
         B, R = args.batch, args.repeats
         console.print(
-            f"video {video.name}: {args.frames} frames {VIDEO_SIDE}x{VIDEO_SIDE}; conv-AE 3x{SIZE}x{SIZE}"
+            f"video {video.name}: {args.frames} frames {VIDEO_SIDE}x{VIDEO_SIDE}; {model_type} 3x{SIZE}x{SIZE}"
         )
 
         results: dict[str, Any] = {}
@@ -383,7 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "pipeline",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "model": f"conv-ae 3x{SIZE}x{SIZE} (default architecture, untrained weights)",
+        "model": f"{model_type} 3x{SIZE}x{SIZE} "
+        + (
+            f"(bank of {bundle.meta['model']['params'].get('n_bank')} scene frames)"
+            if bundle.meta["model"].get("train")
+            else "(default architecture, untrained weights)"
+        ),
         "video": {
             "frames": args.frames,
             "size": [VIDEO_SIDE, VIDEO_SIDE],

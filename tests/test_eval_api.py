@@ -36,6 +36,7 @@ def test_frame_folders_with_ped2_labels_scored_like_the_runtime(tmp_path):
     bundle = train_bundle(
         frames=[_frame(rng) for _ in range(30)],
         out=tmp_path / "b",
+        model="conv-ae",
         image_size=24,
         channels=[4, 8],
         latent=8,

@@ -1,5 +1,6 @@
-"""`grad-knn`, the training-free memory bank of gradient-orientation histograms: its score against an
-independent float64 reference, the bank (fitted, thinned, saved and loaded), `train_bundle` with no epochs,
+"""`grad-knn`, the image default, a training-free memory bank of edge-orientation histograms and cell colours:
+its map and score against an independent float64 reference, leave-one-out scoring of its own training images,
+bundles saved before the colour term, the bank (fitted, thinned, saved and loaded), `train_bundle` with no epochs,
 the exported ONNX graph in ONNX Runtime, `eval` and `run` on generated image folders."""
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import pytest
 import torch
 
 from edgeanom.errors import EdgeanomError
-from edgeanom.models import build_model
-from edgeanom.models.gradknn import reference_scores
+from edgeanom.models import build_model, default_model
+from edgeanom.models.gradknn import balancing_weight, reference_maps, reference_scores
 
 
 def _fitted(shape: tuple[int, int, int], train: torch.Tensor, **params: object) -> torch.nn.Module:
@@ -23,61 +24,127 @@ def _fitted(shape: tuple[int, int, int], train: torch.Tensor, **params: object) 
     return model.eval()
 
 
+def _raw_bank(model: torch.nn.Module) -> np.ndarray:
+    bank = model.bank.double()
+    return (bank + model.bank_mean.double() if hasattr(model, "bank_mean") else bank).numpy()
+
+
+def test_it_is_the_image_default() -> None:
+    assert default_model("image") == "grad-knn"
+
+
 @pytest.mark.parametrize(
     ("shape", "params"),
     [
         ((1, 32, 32), {}),
         ((3, 24, 36), {"grid": 4, "bins": 6, "topk": 2}),
-        ((1, 16, 48), {"grid": 2, "topk": 4}),
+        ((3, 32, 32), {"colour_weight": 0}),
+        ((1, 16, 48), {"grid": 2, "topk": 4, "colour_weight": 2.5}),
+        ((3, 32, 32), {"nearest": "cell", "map": False}),
     ],
 )
-def test_scores_match_a_float64_reference(shape: tuple[int, int, int], params: dict) -> None:
+def test_map_and_score_match_a_float64_reference(shape: tuple[int, int, int], params: dict) -> None:
     gen = torch.Generator().manual_seed(sum(shape))
     train = torch.rand(11, *shape, generator=gen)
-    test = torch.rand(7, *shape, generator=gen)
+    test = torch.cat([torch.rand(6, *shape, generator=gen), train[:1]])  # the last is a training image
     model = _fitted(shape, train, **params)
     assert model.params["n_bank"] == 11 and tuple(model.bank.shape[:1]) == (11,)
+    assert model.params["colour_weight"] != "auto"  # fitted to a number
     with torch.no_grad():
         got = model(test).double().numpy()
-    full = {**model.params}
-    want = reference_scores(test.numpy(), model.bank.double().numpy(), full)
-    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
-    # the bank itself is the reference's descriptors of the training images: each scores (almost) zero
-    with torch.no_grad():
-        assert float(model(train).abs().max()) < 1e-5
+    want_scores = reference_scores(test.numpy(), _raw_bank(model), model.params)
+    if not model.params["map"]:
+        np.testing.assert_allclose(got, want_scores, rtol=2e-4, atol=1e-6)
+        return
+    g = model.params["grid"]
+    cells = reference_maps(test.numpy(), _raw_bank(model), model.params)
+    ch, cw = shape[1] // g, shape[2] // g
+    np.testing.assert_allclose(got, np.repeat(np.repeat(cells, ch, axis=1), cw, axis=2), rtol=2e-4, atol=1e-6)
+    # the bundle's map score (top-k mean over topk cells' pixels) is the mean of the topk largest cells
+    from edgeanom import scoring
+
+    section = model.score_section(Path("."), None)["map"]
+    assert section["blur_sigma"] == 0.0 and section["k"] == model.params["topk"] * ch * cw
+    score = scoring.map_score(got.astype(np.float32), mode="topk_mean", k=section["k"])
+    np.testing.assert_allclose(score, want_scores, rtol=2e-4, atol=1e-6)
 
 
-def test_a_line_scores_above_clean_images_and_brightness_alone_does_not() -> None:
+def test_a_training_image_scores_against_the_others() -> None:
+    """Its own bank entry is skipped: the score equals that of a bank fitted without it (leave-one-out)."""
+    train = torch.rand(9, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    model = _fitted((1, 32, 32), train, colour_weight=1.0)
+    assert model.leave_one_out()
+    for i in (0, 4):
+        others = _fitted((1, 32, 32), torch.cat([train[:i], train[i + 1 :]]), colour_weight=1.0)
+        with torch.no_grad():
+            mine, theirs = model(train[i : i + 1]), others(train[i : i + 1])
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
+        assert float(mine.max()) > 0.1
+    assert not build_model("grad-knn", (1, 32, 32), {"nearest": "cell"}).leave_one_out()
+
+
+def test_bundles_saved_before_the_colour_term_keep_their_scores() -> None:
+    """A checkpoint's params without the new settings build the model those bundles were made with."""
+    old = {"grid": 8, "bins": 9, "topk": 3, "max_bank": 2000, "n_bank": 0}
+    model = build_model("grad-knn", (1, 32, 32), old, saved=True)
+    assert model.params["nearest"] == "cell" and model.params["map"] is False
+    assert model.output_name == "score" and model.bank.shape[2] == 9 and not hasattr(model, "bank_mean")
+    assert model.score_section(Path("."), {"k": 10})["map"] is None
+    assert build_model("grad-knn", (1, 32, 32), old).output_name == "error_map"
+
+
+def test_colour_weight_balances_the_two_parts() -> None:
+    gen = torch.Generator().manual_seed(0)
+    hist, colour = torch.rand(20, 4, 9, generator=gen), 0.1 * torch.rand(20, 4, 3, generator=gen)
+    h = hist.double().var(dim=0, unbiased=False).sum(dim=1).mean()
+    c = colour.double().var(dim=0, unbiased=False).sum(dim=1).mean()
+    assert balancing_weight(hist, colour) == pytest.approx(float((h / c).sqrt()))
+    assert balancing_weight(hist[:1], colour[:1]) == 1.0  # one image: nothing varies
+    assert balancing_weight(hist, torch.zeros_like(colour)) == 1.0
+
+
+def test_a_line_and_a_stain_score_above_clean_images() -> None:
     rng = np.random.default_rng(0)
 
     def texture(n: int) -> np.ndarray:
         grain = rng.normal(0.5, 0.08, (n, 64, 64))
         return cv2.GaussianBlur(grain.transpose(1, 2, 0), (0, 0), 1.5).transpose(2, 0, 1)[:, None]
 
-    model = _fitted((1, 64, 64), torch.from_numpy(texture(40)).float())
+    train = torch.from_numpy(texture(40)).float()
+    model = _fitted((1, 64, 64), train)
+    edges_only = _fitted((1, 64, 64), train, colour_weight=0)
     clean = texture(10)
     lined = clean.copy()
     for img in lined[:, 0]:
         cv2.line(img, (4, 10), (60, 50), 0.1, 1)
+    stained = clean.copy()
+    stained[:, :, 16:40, 16:40] *= 0.6  # a dark patch: edges only at its border, a colour change inside
     darker = clean * 0.8  # the same structure, 20% darker: orientation histograms are unit length
-    with torch.no_grad():
-        s_clean, s_line, s_dark = (model(torch.from_numpy(a).float()).numpy() for a in (clean, lined, darker))
-    assert s_line.min() > s_clean.max()
-    np.testing.assert_allclose(s_dark, s_clean, rtol=0.05)
+
+    def scores(m: torch.nn.Module, a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return m(torch.from_numpy(a).float()).flatten(1).topk(3 * 64, dim=1).values.mean(dim=1).numpy()
+
+    assert scores(model, lined).min() > scores(model, clean).max()
+    assert scores(model, stained).min() > scores(model, clean).max()
+    np.testing.assert_allclose(scores(edges_only, darker), scores(edges_only, clean), rtol=0.05)
 
 
 def test_bank_is_thinned_evenly_and_survives_a_checkpoint(tmp_path: Path) -> None:
     from edgeanom.models.checkpoint import save_torch
 
-    train = torch.rand(12, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    model = _fitted((1, 16, 16), train, grid=4, max_bank=5)
+    train = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    model = _fitted((3, 16, 16), train, grid=4, max_bank=5)
     assert model.params["n_bank"] == 5
-    full = _fitted((1, 16, 16), train, grid=4)
-    torch.testing.assert_close(model.bank, full.bank[[0, 3, 6, 8, 11]])  # linspace(0, 11, 5), rounded
+    full = _fitted((3, 16, 16), train, grid=4, colour_weight=model.params["colour_weight"])
+    picked = [0, 3, 6, 8, 11]  # linspace(0, 11, 5), rounded
+    torch.testing.assert_close(_raw_bank(model), _raw_bank(full)[picked])
     save_torch(model, tmp_path / "model.pt")
-    again = build_model("grad-knn", (1, 16, 16), dict(model.params))
+    again = build_model("grad-knn", (3, 16, 16), dict(model.params), saved=True)
     again.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"])
-    torch.testing.assert_close(again.bank, model.bank)
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), model(x))
 
 
 @pytest.mark.parametrize(
@@ -88,6 +155,10 @@ def test_bank_is_thinned_evenly_and_survives_a_checkpoint(tmp_path: Path) -> Non
         ((1, 32, 32), {"grid": 2, "topk": 5}, r"topk must be in \[1, 4\]"),
         ((2, 32, 32), {}, "needs grey or RGB images, got 2 channels"),
         ((1, 32, 32), {"max_bank": 0}, "max_bank must be >= 1"),
+        ((1, 32, 32), {"nearest": "pixel"}, "nearest must be 'image' or 'cell', got 'pixel'"),
+        ((1, 32, 32), {"map": "yes"}, "map must be true or false, got 'yes'"),
+        ((1, 32, 32), {"colour_weight": -1}, "colour_weight must be 'auto' or a number >= 0, got -1"),
+        ((1, 32, 32), {"colour_weight": "high"}, "colour_weight must be 'auto' or a number >= 0, got 'high'"),
     ],
 )
 def test_bad_settings_are_one_line_errors(shape: tuple[int, int, int], params: dict, message: str) -> None:
@@ -123,28 +194,33 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     folders = {name: (tmp_path / name, n, name == "test/crack") for name, n in SETS.items()}
     for root, n, cracked in folders.values():
         _folder(root, n, rng, defect=cracked)
-    bundle = train_bundle(
-        tmp_path / "train", model="grad-knn", out=tmp_path / "m", image_size=48, threads=1, progress=False
-    )
-    assert (
-        bundle.onnx["output"] == "score" and bundle.score["metric"] == "model" and bundle.score["map"] is None
-    )
+    bundle = train_bundle(tmp_path / "train", out=tmp_path / "m", image_size=48, threads=1, progress=False)
+    assert bundle.model_type == "grad-knn"  # the image default
+    assert bundle.onnx["output"] == "error_map" and bundle.score["map"] == {
+        "blur_sigma": 0.0,
+        "mode": "topk_mean",
+        "k": 3 * 6 * 6,
+    }  # no per-pixel normalisation: the cells' distances are the map
     train_meta = bundle.meta["model"]["train"]
-    assert (
-        train_meta["epochs_run"] == 0 and bundle.meta["model"]["params"]["n_bank"] == 48
-    )  # 60 minus 20% held out
-    # the bundle's graph in ONNX Runtime gives the checkpoint's scores
+    assert train_meta["epochs_run"] == 0 and train_meta["leave_one_out"] is True
+    # every training image is in the bank (the 20% held out too) and calibration saw all 60 of their scores
+    assert bundle.meta["model"]["params"]["n_bank"] == 60
+    assert bundle.threshold.stats["n"] == 60
+    assert bundle.threshold.stats["out_of_fold"] == {"leave_one_out": True, "n_scores": 48}
+    # the bundle's graph in ONNX Runtime gives the checkpoint's maps
     x = np.random.default_rng(1).random((5, *bundle.input_shape), dtype=np.float32)
     session = ort.InferenceSession(str(bundle.onnx_path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         want = load_model(bundle)(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(session.run(["score"], {"input": x})[0], want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(session.run(["error_map"], {"input": x})[0], want, rtol=1e-5, atol=1e-6)
     report = evaluate_bundle(bundle.path, tmp_path / "test", plots=False)
     assert report["auroc"] > 0.95, report
     result = export_bundle(bundle.path, ExportOptions(fp16=True))
     assert all(r.ok is not False for r in result.parity) and (bundle.path / "model.fp16.onnx").is_file()
-    again = evaluate_bundle(load_bundle(bundle.path).path, tmp_path / "test", plots=False)
-    assert abs(again["auroc"] - report["auroc"]) < 1e-9
+    fused = load_bundle(bundle.path)
+    assert fused.onnx["fused"]["map_scored"] is True  # the whole score is in the exported graph
+    again = evaluate_bundle(fused.path, tmp_path / "test", plots=False)
+    assert abs(again["auroc"] - report["auroc"]) < 1e-6
     events = tmp_path / "e.jsonl"
     crack = tmp_path / "test" / "crack"
     summary = run_stream(
@@ -155,4 +231,23 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     assert summary.stats["frames"] == 12
     samples = [json.loads(line) for line in events.read_text().splitlines()]
     flagged = [s for s in samples if s.get("kind") == "sample" and s.get("flag")]
-    assert len(flagged) >= 6  # the threshold (at the held-out maximum of 12 images) catches most drawn cracks
+    assert (
+        len(flagged) >= 6
+    )  # the threshold (calibrated on 60 leave-one-out scores) catches most drawn cracks
+
+
+def test_video_frames_keep_their_held_out_block_out_of_the_bank(tmp_path: Path) -> None:
+    """Frames in time order are near-copies of their neighbours: no leave-one-out calibration on them."""
+    from edgeanom.train.api import train_bundle
+
+    rng = np.random.default_rng(2)
+    base = cv2.GaussianBlur(rng.normal(140, 20, (48, 48)), (0, 0), 1.2)
+    frames = [
+        np.repeat(np.roll(base, i, axis=1).clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        for i in range(40)
+    ]
+    bundle = train_bundle(frames=frames, out=tmp_path / "v", image_size=48, threads=1, progress=False)
+    assert bundle.model_type == "grad-knn" and bundle.meta["data"]["split"] == "temporal"
+    assert bundle.meta["model"]["train"]["leave_one_out"] is False
+    assert bundle.meta["model"]["params"]["n_bank"] == 32  # the last 20% (8 frames) held out
+    assert bundle.threshold.stats["n"] == 8 and bundle.threshold.stats.get("out_of_fold") is None

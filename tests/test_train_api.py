@@ -292,7 +292,9 @@ def test_in_memory_frames_and_series(tmp_path):
     rng = np.random.default_rng(3)
     frames = [cv2.cvtColor(_texture(rng, 40), cv2.COLOR_GRAY2BGR) for _ in range(20)]
     frames[0] = np.dstack([frames[0][:, :, 0], frames[0][:, :, 1] // 2, frames[0][:, :, 2]])  # real colour
-    b = train_bundle(frames=frames, out=tmp_path / "f", image_size=16, channels=[4], latent=4, **FAST)
+    b = train_bundle(
+        frames=frames, model="conv-ae", out=tmp_path / "f", image_size=16, channels=[4], latent=4, **FAST
+    )
     assert b.input_shape == (3, 16, 16) and b.meta["data"]["split"] == "temporal"
     holdout = load_holdout(b)
     assert (

@@ -21,7 +21,7 @@ from edgeanom.train.map_norm import MapMoments, map_statistics
 
 SIZE = 32
 FAST = ["--image-size", str(SIZE), "--epochs", "10", "--threads", "1", "--latent", "16", "-q"]
-FAST += ["--param", "channels=8,16"]
+FAST += ["--model-type", "conv-ae", "--param", "channels=8,16"]
 RUN_FLAGS = ["--threads", "1", "--status-interval", "0"]
 
 

@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data", type=Path, default=common.DEFAULT_DATA_ROOT / "mvtec_bottle", help="bottle folder"
     )
     p.add_argument("--work", type=Path, default=common.REPO_ROOT / "build" / "quality" / "mvtec_bottle")
-    p.add_argument("--model", default="conv-ae")
+    p.add_argument("--model", default=None, help="model type (default: train's default for images)")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--color", default="rgb")
     p.add_argument("--loss", default=None, help="train's --loss (default: train's, l2)")
@@ -129,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     #    training images (score.map.normalize, fitted by train_bundle), then the top-k mean
     s32, ms32 = score_images(bundle, bundle.onnx_path, test_frames, args.threads, 16)
     s16, ms16 = score_images(bundle, fp16_file, test_frames, args.threads, 16)
-    score_map = bundle.score.get("map")  # None for models that output the score itself (grad-knn)
-    norm_info = dict((score_map or {}).get("normalize") or {})
+    score_map = bundle.score.get("map")  # None for models that output the score itself (feat-vae)
+    norm_info = dict((score_map or {}).get("normalize") or {})  # empty for maps not normalised (grad-knn)
     # 2) the same model and maps without that normalisation (plain blurred L2 map, top-k mean), through the
     #    un-fused FP32 graph: the fused one normalises inside the graph
     d32: Any = None
-    if score_map is not None:
+    if norm_info:
         plain = Bundle(bundle.path, copy.deepcopy(bundle.meta))
         plain.meta["score"]["map"].pop("normalize", None)
         plain.meta["onnx"]["fused"] = None
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "published": PUBLISHED,
         "settings": {
-            "model": args.model,
+            "model": bundle.model_type,
             "params": bundle.meta["model"]["params"],
             "image_size": args.image_size,
             "color": args.color,
@@ -189,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         *[
             [
-                f"edgeanom {args.model} {what} ({prec})",
+                f"edgeanom {bundle.model_type} {what} ({prec})",
                 r["auroc"],
                 *[r["per_defect_auroc"][d] for d in defects],
             ]
             for what, pair in (
-                ("train default (map normalisation)" if score_map else "train default", (r32, r16)),
+                ("train default (map normalisation)" if norm_info else "train default", (r32, r16)),
                 *((("without map normalisation", (rd32,)),) if rd32 is not None else ()),
             )
             for prec, r in zip(("FP32", "FP16"), pair)

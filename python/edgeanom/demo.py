@@ -240,8 +240,10 @@ DEMO_SIZE = 48
 
 
 def demo_train_options(frames: int, size: int) -> dict[str, Any]:
-    """A small conv-AE that learns the demo scene in about a minute on a laptop CPU."""
+    """A small conv-AE that learns the demo scene in about a minute on a laptop CPU (a moving scene: the image
+    default, grad-knn, matches whole frames against training frames, where the AE generalises across positions)."""
     return {
+        "model": "conv-ae",
         "image_size": size,
         "color": "rgb",
         "epochs": 25,

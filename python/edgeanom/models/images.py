@@ -36,7 +36,6 @@ class ConvAE(AnomalyModel):
 
     type_name = "conv-ae"
     kinds = ("image",)
-    default_for = ("image",)
     defaults: ClassVar[dict[str, Any]] = {"channels": [32, 64, 128, 128], "latent": 128, "decoder_kernel": 4}
     saved_before: ClassVar[dict[str, Any]] = {"decoder_kernel": 4}
 

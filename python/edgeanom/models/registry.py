@@ -46,10 +46,18 @@ class ModelInfo:
     scores_maps = False  # image inputs: the per-pixel error map is blurred, normalised and reduced
     packed_frames = 3  # frames packed per input with --frame-pack (video models)
     trainable = True  # False: `prepare` fits it from the training data alone (a memory bank); no epochs
+    map_normalize = True  # image maps: train fits per-pixel statistics (score.map.normalize) unless False
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """Checks of resolved hyper-parameters that must fail before any data is read (files they name)."""
+
+    def leave_one_out(self) -> bool:
+        """Whether scoring one of its own training samples leaves that sample out (a memory bank that skips
+        the sample's own entry): its in-sample scores are then held-out scores, so train fits it on every
+        normal sample, validation split included, and calibrates on all of their scores (not for ordered data,
+        whose neighbours in time are near-copies)."""
+        return False
 
     def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
         """The bundle's `score` section; a model that needs extra files (a centre) writes them to `folder`."""

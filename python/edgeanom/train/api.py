@@ -329,9 +329,13 @@ def _fit_torch(
         net = build_model(model_type, prepared.shape, opts.params)
         batch = int(opts.batch_size or (16 if prepared.kind == "image" else 64))
         wd = float(opts.weight_decay if opts.weight_decay is not None else net.weight_decay)
+        # A memory bank that scores its own samples leave-one-out is fitted on the validation split too and
+        # calibrated on every sample's score; not for ordered data (video frames), whose neighbours in time are
+        # near-copies that would make those scores optimistic: it keeps the held-out block as it is.
+        leave_one_out = not net.trainable and net.leave_one_out() and not _ordered(prepared)
         result = fit(
             net,
-            prepared.train_x,
+            np.concatenate([prepared.train_x, prepared.val_x]) if leave_one_out else prepared.train_x,
             prepared.val_x,
             loss_fn=get_loss(opts.loss, prepared.kind),
             epochs=int(opts.epochs),
@@ -363,6 +367,7 @@ def _fit_torch(
         "stopped_early": result.stopped_early,
         "diverged": result.diverged,
         "seconds": round(result.seconds, 3),
+        "leave_one_out": leave_one_out,
     }
     meta["history"] = result.history
     meta["checkpoint"] = TORCH_CHECKPOINT
@@ -416,7 +421,8 @@ def _scores_of(
     with OnnxRuntimeRunner(
         bundle.onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=_threads(opts), spin_wait=False
     ) as runner:
-        if opts.map_normalize and (bundle.meta["score"] or {}).get("map"):
+        spec = bundle.meta["score"] or {}
+        if opts.map_normalize and spec.get("map") and get_model(bundle.model_type).map_normalize:
             from edgeanom.train.map_norm import fit_map_normalisation
 
             fit_map_normalisation(bundle, runner, train_x, batch_size=batch, seed=int(opts.seed))
@@ -424,6 +430,11 @@ def _scores_of(
             None if x is None else score_arrays(bundle, runner, x, batch, preprocessed=True).scores
             for x in sets
         ]
+
+
+def _ordered(prepared: Prepared) -> bool:
+    """Samples in time order (video frames, sensor windows): held out in blocks, never one by one."""
+    return prepared.info.get("split") == "temporal" or prepared.kind == "window"
 
 
 def fold_indices(n: int, folds: int, ordered: bool, seed: int) -> list[np.ndarray]:
@@ -452,7 +463,7 @@ def _out_of_fold_scores(
     n = len(prepared.train_x)
     if n < 2 * folds:
         raise EdgeanomError(f"--folds {folds} needs at least {2 * folds} training samples, got {n}")
-    ordered = prepared.info.get("split") == "temporal" or prepared.kind == "window"
+    ordered = _ordered(prepared)
     scores = np.empty(n, dtype=np.float32)
     for i, held in enumerate(fold_indices(n, folds, ordered, int(opts.seed))):
         keep = np.setdiff1d(np.arange(n), held)
@@ -472,13 +483,24 @@ def _calibrate(
 ) -> None:
     """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics;
     out-of-fold scores of the training data (`--folds`) join the held-out ones."""
-    held_out, anomalous = _scores_of(
-        bundle, prepared, opts, prepared.train_x, prepared.val_x, prepared.val_anomalous_x
+    leave_one_out = bool(((bundle.meta["model"] or {}).get("train") or {}).get("leave_one_out"))
+    held_out, anomalous, in_sample = _scores_of(
+        bundle,
+        prepared,
+        opts,
+        prepared.train_x,
+        prepared.val_x,
+        prepared.val_anomalous_x,
+        prepared.train_x if leave_one_out and out_of_fold is None else None,
     )
     assert held_out is not None
+    if in_sample is not None:  # each training sample scored without itself: out-of-fold scores for free
+        out_of_fold = in_sample
     normal = held_out if out_of_fold is None else np.concatenate([held_out, out_of_fold])
     threshold = calibrate(opts.threshold, normal, anomalous)
-    if out_of_fold is not None:
+    if in_sample is not None:
+        threshold.stats["out_of_fold"] = {"leave_one_out": True, "n_scores": int(in_sample.size)}
+    elif out_of_fold is not None:
         threshold.stats["out_of_fold"] = {"folds": int(opts.folds), "n_scores": int(out_of_fold.size)}
     bundle.meta["threshold"] = threshold.to_json()
     if bundle.input_kind in ("window", "vector"):  # sensor and table bundles judge scores adaptively at run
