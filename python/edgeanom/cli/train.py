@@ -21,6 +21,18 @@ def _registered_models() -> str:
         return "see `pip install 'edgeanom[train]'`"
 
 
+def _default_models() -> str:
+    """Which model each kind of data gets when none is named, from the registry (no list kept here)."""
+    try:
+        from edgeanom.models import default_model
+
+        kinds = (("image", "images"), ("window", "sensor windows"), ("vector", "tables"))
+        named = [f"{default_model(kind)} {label}" for kind, label in kinds]
+        return ", ".join([*named, f"{default_model('image', packed_frames=True)} with --frame-pack"])
+    except ImportError:
+        return "see `pip install 'edgeanom[train]'`"
+
+
 def register(app: typer.Typer) -> None:
     app.command(
         "train", help="Train an anomaly detector on normal data and write a calibrated model bundle."
@@ -44,7 +56,9 @@ def train(
             "-t",
             help="Model type (edgeanom.models registry): "
             + _registered_models()
-            + ". Default by data kind: conv-ae images, window-ae sensor windows, dense-ae tables, frame-pred with --frame-pack.",
+            + ". Default by data kind: "
+            + _default_models()
+            + ".",
         ),
     ] = None,
     legacy_model: Annotated[
