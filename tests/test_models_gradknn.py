@@ -251,3 +251,10 @@ def test_video_frames_keep_their_held_out_block_out_of_the_bank(tmp_path: Path) 
     assert bundle.meta["model"]["train"]["leave_one_out"] is False
     assert bundle.meta["model"]["params"]["n_bank"] == 32  # the last 20% (8 frames) held out
     assert bundle.threshold.stats["n"] == 8 and bundle.threshold.stats.get("out_of_fold") is None
+    # the same frames handed over as an unordered image set: random split, every frame in the bank
+    unordered = train_bundle(
+        frames=frames, frames_ordered=False, out=tmp_path / "u", image_size=48, threads=1, progress=False
+    )
+    assert unordered.meta["data"]["split"] == "random"
+    assert unordered.meta["model"]["train"]["leave_one_out"] is True
+    assert unordered.meta["model"]["params"]["n_bank"] == 40 and unordered.threshold.stats["n"] == 40

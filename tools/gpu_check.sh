@@ -61,7 +61,8 @@ for i in range(256):
     img = 128 + 60 * np.sin((xx + 3 * i) / 9.0) * np.cos(yy / 11.0) + rng.normal(0, 4, (128, 128))
     cv2.imwrite(str(out / f"{i:04d}.png"), np.clip(img, 0, 255).astype(np.uint8))
 EOF
-step train "$PY" -m edgeanom train --data "$WORK/frames" --device "$DEVICE" --epochs 5 --out "$WORK/bundle" -q
+step train "$PY" -m edgeanom train --data "$WORK/frames" --model-type conv-ae --device "$DEVICE" --epochs 5 \
+    --out "$WORK/bundle" -q
 # the torch backend runs on CUDA when torch sees a GPU and reports CUDA-event stage times there
 step bench "$PY" -m edgeanom bench -m "$WORK/bundle" --backend torch --batch 1 --batch 8 --batch 32 \
     --warmup-s 2 --duration-s 5 --report "$OUT_DIR/bench_torch_$DEVICE.json"

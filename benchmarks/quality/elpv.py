@@ -33,6 +33,13 @@ DATASET = "ELPV (elpv-dataset), probability 0 vs 1.0"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--split",
+        choices=("random", "temporal"),
+        default="random",
+        help="validation split of the training images: random, as `edgeanom train --data FOLDER` does (default), "
+        "or temporal (the last 20%% of the sorted images; the rows measured before 2026-12-03)",
+    )
     p.add_argument("--model", default=None, help="model type (default: train's default for images)")
     p.add_argument("--epochs", type=int, default=None, help="default: train's")
     p.add_argument("--image-size", type=int, default=None, help="train's --image-size (default: train's)")
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         options["image_size"] = args.image_size
     options.update(common.param_options(args.param))
     started = time.perf_counter()
+    options["frames_ordered"] = args.split == "temporal"
     bundle = train_bundle(frames=[frames[i] for i in train_idx], model=args.model, out=args.work, **options)
     train_s = time.perf_counter() - started
     test = [frames[i] for i in test_idx]
@@ -199,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_seed": train_seed,
         "model": bundle.model_type,
         "settings": {
+            "split": args.split,
             "epochs": bundle.meta["model"]["train"].get("epochs"),
             "loss": bundle.meta["model"]["train"].get("loss"),
             "params": bundle.meta["model"]["params"],

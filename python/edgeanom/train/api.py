@@ -173,7 +173,7 @@ def _image_records(
     y = None if labels is None else list(labels)[::step]
     if opts.max_frames is not None:
         frames, y = frames[: int(opts.max_frames)], None if y is None else y[: int(opts.max_frames)]
-    return loaders.memory_frames(frames, y), True, "frames", list, lambda: 0
+    return loaders.memory_frames(frames, y), bool(opts.frames_ordered), "frames", list, lambda: 0
 
 
 def _keep_every(

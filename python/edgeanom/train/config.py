@@ -19,7 +19,7 @@ DEFAULT_THRESHOLD = {"image": "fpr:0.01", "window": "percentile:99", "vector": "
 class TrainOptions:
     """Everything `train` can be told. Names match the CLI flags (with '-' for '_') and config keys."""
 
-    model: Optional[str] = None  # default: conv-ae / window-ae / dense-ae by input kind
+    model: Optional[str] = None  # default by input kind: grad-knn / window-ae / dense-ae (the registry's)
     out: str = "edgeanom-model"
     input_kind: Optional[str] = None  # image | window | vector (guessed from the data when unset)
     epochs: int = 50
@@ -43,6 +43,9 @@ class TrainOptions:
     frame_pack: int = 0  # S > 0: pack grey frames t-2S, t-S, t as channels (video models); 0: off
     pack_frames: Optional[int] = None  # frames packed with --frame-pack (default: what the model reads, 3)
     max_frames: Optional[int] = None
+    # in-memory `frames` are a video's frames in time order (validation = the last block); False: an unordered
+    # set of images, split at random like an image folder
+    frames_ordered: bool = True
     blur_sigma: Optional[float] = None  # default: 2 * min(H, W) / 128
     map_mode: str = "topk_mean"
     topk: Optional[int] = None  # default: 1% of the pixels
