@@ -482,7 +482,8 @@ def _calibrate(
     bundle: Bundle, prepared: Prepared, opts: TrainOptions, out_of_fold: Optional[np.ndarray] = None
 ) -> None:
     """Score held-out data through ONNX Runtime + the C++ scorer and store the threshold and statistics;
-    out-of-fold scores of the training data (`--folds`) join the held-out ones."""
+    out-of-fold scores of the training data (`--folds`), or a leave-one-out model's in-sample scores of it,
+    join the held-out ones."""
     leave_one_out = bool(((bundle.meta["model"] or {}).get("train") or {}).get("leave_one_out"))
     held_out, anomalous, in_sample = _scores_of(
         bundle,
