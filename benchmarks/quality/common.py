@@ -241,6 +241,18 @@ def add_param_option(parser: Any) -> None:
     )
 
 
+def add_image_set_options(parser: Any) -> None:
+    """`--model` (default: train's image default) and `--split` for the scripts that train on an image set."""
+    parser.add_argument(
+        "--split",
+        choices=("random", "temporal"),
+        default="random",
+        help="validation split of the training images: random, as `edgeanom train --data FOLDER` does (default), "
+        "or temporal (the last 20%% of the sorted images; the rows measured before 2026-12-03)",
+    )
+    parser.add_argument("--model", default=None, help="model type (default: train's default for images)")
+
+
 def param_options(texts: Sequence[str]) -> dict[str, Any]:
     """train_bundle keywords for the `--param` values: {"params": {...}}, or nothing when none were given."""
     from edgeanom.train.config import parse_param

@@ -33,14 +33,7 @@ DATASET = "ELPV (elpv-dataset), probability 0 vs 1.0"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--split",
-        choices=("random", "temporal"),
-        default="random",
-        help="validation split of the training images: random, as `edgeanom train --data FOLDER` does (default), "
-        "or temporal (the last 20%% of the sorted images; the rows measured before 2026-12-03)",
-    )
-    p.add_argument("--model", default=None, help="model type (default: train's default for images)")
+    common.add_image_set_options(p)
     p.add_argument("--epochs", type=int, default=None, help="default: train's")
     p.add_argument("--image-size", type=int, default=None, help="train's --image-size (default: train's)")
     p.add_argument("--loss", default=None, help="train's --loss (default: train's, l2)")

@@ -36,14 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data", type=Path, default=common.DEFAULT_DATA_ROOT / "mvtec_bottle", help="bottle folder"
     )
     p.add_argument("--work", type=Path, default=common.REPO_ROOT / "build" / "quality" / "mvtec_bottle")
-    p.add_argument(
-        "--split",
-        choices=("random", "temporal"),
-        default="random",
-        help="validation split of the training images: random, as `edgeanom train --data FOLDER` does (default), "
-        "or temporal (the last 20%% of the sorted images; the rows measured before 2026-12-03)",
-    )
-    p.add_argument("--model", default=None, help="model type (default: train's default for images)")
+    common.add_image_set_options(p)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--color", default="rgb")
     p.add_argument("--loss", default=None, help="train's --loss (default: train's, l2)")
