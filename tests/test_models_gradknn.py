@@ -258,3 +258,23 @@ def test_video_frames_keep_their_held_out_block_out_of_the_bank(tmp_path: Path) 
     assert unordered.meta["data"]["split"] == "random"
     assert unordered.meta["model"]["train"]["leave_one_out"] is True
     assert unordered.meta["model"]["params"]["n_bank"] == 40 and unordered.threshold.stats["n"] == 40
+
+
+def test_onnx_runtime_skips_a_training_image_with_flat_areas_too(tmp_path: Path) -> None:
+    """Flat areas must give exactly zero gradients in every runtime: rounding noise there, magnified by the unit-
+    length histograms, would move a training image's descriptors off its bank entry and defeat the self-skip."""
+    import onnxruntime as ort
+
+    from edgeanom.models.onnx_export import export_onnx
+
+    gen = torch.Generator().manual_seed(4)
+    train = torch.rand(12, 3, 128, 128, generator=gen)
+    train[:, :, :, :64] = torch.rand(12, 3, 1, 1, generator=gen)  # the left half one flat colour per image
+    model = _fitted((3, 128, 128), train)
+    export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["error_map"], {"input": train.numpy()})[0]
+    with torch.no_grad():
+        want = model(train).numpy()
+    assert want.max(axis=(1, 2)).min() > 0.1  # leave-one-out scores, not the image itself
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

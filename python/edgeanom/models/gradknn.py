@@ -40,7 +40,9 @@ from edgeanom.models.registry import register
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, for RGB input in channel order R, G, B
 SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 NORM_EPS = 1e-3  # added to each histogram's length: flat cells stay near zero instead of amplifying noise
-GRAD_EPS = 1e-12  # added to the squared gradient magnitude before dividing by it
+# Added to the squared gradient magnitude under the square root that turns each bin's ramp m^2 (...) into
+# m (...): far below the weakest real edge (one grey level, m^2 = 2.5e-4), far above rounding noise (1e-14).
+MAGNITUDE_EPS = 1e-6
 # Squared whole-image descriptor distance below which a bank entry is the scored image itself (typical nearest
 # training images are 0.5-10 apart, float32 rounding of the expansion ~1e-5).
 SELF_DISTANCE = 1e-3
@@ -137,13 +139,20 @@ class GradientKnn(AnomalyModel):
 
     def histograms(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [0, 1] -> (N, cells, bins) unit-length orientation histograms."""
+        # Grey first: a flat area stays exactly flat, so its gradients are exactly zero in every runtime (luma
+        # folded into the Sobel taps leaves rounding noise there, which unit-length histograms would magnify).
         grey = (x * self.luma).sum(dim=1, keepdim=True) if x.shape[1] == 3 else x
-        padded = reflect_pad(grey)
-        gx, gy = F.conv2d(padded, self.sobel_x), F.conv2d(padded, self.sobel_y)
-        m2 = gx * gx + gy * gy
-        doubled = torch.cat([gx * gx - gy * gy, 2.0 * gx * gy], dim=1)  # m^2 (cos 2t, sin 2t)
-        cos_to_bin = F.conv2d(doubled, self.directions) / (m2 + GRAD_EPS)
-        weights = F.relu(cos_to_bin - self.floor) * (torch.sqrt(m2) / (1.0 - self.floor))
+        g = F.conv2d(
+            reflect_pad(grey), torch.cat([self.sobel_x, self.sobel_y])
+        )  # gx and gy in one convolution
+        gx, gy = g[:, :1], g[:, 1:]
+        gxx, gyy = gx * gx, gy * gy
+        m2 = gxx + gyy
+        # Each bin's ramp m^2 (cos(2t - 2c) - floor), one 1x1 convolution over m^2 (cos 2t, sin 2t) and m^2;
+        # dividing by m then gives relu(cos(2t - 2c) - floor) * m, the magnitude shared between two bins.
+        taps = torch.cat([self.directions, torch.full_like(self.directions[:, :1], -self.floor)], dim=1)
+        ramps = F.relu(F.conv2d(torch.cat([gxx - gyy, 2.0 * gx * gy, m2], dim=1), taps))
+        weights = ramps * (torch.rsqrt(m2 + MAGNITUDE_EPS) / (1.0 - self.floor))
         hist = F.avg_pool2d(weights, self.cell) * float(self.cell[0] * self.cell[1])
         hist = hist / (torch.sqrt((hist * hist).sum(dim=1, keepdim=True)) + NORM_EPS)
         return hist.flatten(2).transpose(1, 2)
@@ -261,7 +270,8 @@ def reference_maps(x: np.ndarray, bank: np.ndarray, params: dict[str, Any]) -> n
     centres = (np.arange(bins) + 0.5) * np.pi / bins
     floor = math.cos(2 * math.pi / bins)
     angle = np.arctan2(gy, gx)
-    mag = np.hypot(gx, gy)
+    m2 = gx * gx + gy * gy
+    mag = m2 / np.sqrt(m2 + MAGNITUDE_EPS)  # the magnitude, with the model's guard against rounding noise
     weights = (
         np.maximum(np.cos(2 * angle[..., None] - 2 * centres) - floor, 0.0) * mag[..., None] / (1 - floor)
     )
