@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgeanom.bundle import load_bundle
     from edgeanom.export.pipeline import ExportOptions, export_bundle
+    from edgeanom.models import get_model
     from edgeanom.preprocess import pack_warmup
     from edgeanom.train.api import train_bundle
 
@@ -243,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         test_frames = {v: common.read_images(p) for v, p in test_videos.items()}
         model, color = args.model, "gray"
         params = {"channels": [int(c) for c in args.channels.split(",")], "latent": args.latent}
+        if not set(params) <= set(get_model(model).defaults):  # --channels/--latent are the autoencoder's
+            params = {}
     n_test = sum(len(f) for f in test_frames.values())
     print(
         f"Ped2: {len(train_frames)} training frames (step {args.frame_step}), {n_test} test frames",
