@@ -70,11 +70,9 @@ class GradientKnn(AnomalyModel):
     kinds = ("image",)
     default_for = ("image",)
     output_name = "error_map"
-    score_metric = "model"
     trainable = False
-    map_normalize = (
-        False  # the cells' own distances are the map; per-pixel statistics did not help (quality.md)
-    )
+    # the cells' own distances are the map: per-pixel statistics of them did not help (quality.md)
+    map_normalize = False
     defaults: ClassVar[dict[str, Any]] = {
         "grid": 8,
         "bins": 9,
@@ -134,7 +132,7 @@ class GradientKnn(AnomalyModel):
             self.register_buffer("colour_scale", torch.tensor(1.0 if weight == "auto" else float(weight)))
         dims = bins + self.colours
         self.register_buffer("bank", torch.zeros(int(params["n_bank"]), cells, dims))
-        if params["nearest"] == "image":  # the bank is stored centred on its mean: see `forward`
+        if params["nearest"] == "image":  # the bank is stored centred on its mean: see `cell_distances`
             self.register_buffer("bank_mean", torch.zeros(cells, dims))
 
     def histograms(self, x: torch.Tensor) -> torch.Tensor:
