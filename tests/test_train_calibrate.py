@@ -93,6 +93,14 @@ def test_fpr_threshold_extrapolates_the_tail_and_says_how_sure_it_is():
     assert tail["method"] == "empirical" and abs(float((many > t).mean()) - 0.01) < 1e-3
 
 
+@pytest.mark.parametrize("n", [60, 209, 5000])
+def test_fpr_threshold_of_identical_scores_is_that_score(n):
+    """Normal data that never varies (one image, repeated) leaves no tail to fit: the threshold is the score
+    itself, a finite number, never the -inf of a tail with no exceedances."""
+    t = calibrate("fpr:0.01", np.full(n, 1.5e-7, dtype=np.float32))
+    assert np.isfinite(t.value) and t.value == pytest.approx(1.5e-7)
+
+
 def test_eval_reports_recall_at_far_and_whether_the_calibrated_rate_held(tmp_path):
     from edgeanom.evaluate.metrics import detection_metrics, recall_at_far
 
