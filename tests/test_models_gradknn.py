@@ -166,6 +166,18 @@ def test_bad_settings_are_one_line_errors(shape: tuple[int, int, int], params: d
         build_model("grad-knn", shape, params)
 
 
+def _printed_summary(bundle: object) -> str:
+    import contextlib
+    import io
+
+    from edgeanom.cli.train import print_summary
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        print_summary(bundle)
+    return " ".join(err.getvalue().replace("│", " ").split())
+
+
 SETS = {"train": 60, "test/good": 12, "test/crack": 12}  # generated images per folder
 
 
@@ -213,6 +225,8 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     with torch.no_grad():
         want = load_model(bundle)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(session.run(["error_map"], {"input": x})[0], want, rtol=1e-5, atol=1e-6)
+    summary = _printed_summary(bundle)  # what `edgeanom train` prints
+    assert "memory bank of 60 images (no epochs)" in summary and "60 leave-one-out normal scores" in summary
     report = evaluate_bundle(bundle.path, tmp_path / "test", plots=False)
     assert report["auroc"] > 0.95, report
     result = export_bundle(bundle.path, ExportOptions(fp16=True))

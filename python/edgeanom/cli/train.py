@@ -401,7 +401,9 @@ def print_summary(bundle: Any) -> None:
     for note in d.get("time_notes") or []:
         table.add_row("time order", note)
     if "best_epoch" in train and not get_model(bundle.model_type).trainable:
-        table.add_row("training", f"fitted from the training data (no epochs), {train['seconds']:.1f} s")
+        bank = meta["model"]["params"].get("n_bank")
+        fitted = f"memory bank of {bank} images" if bank else "fitted from the training data"
+        table.add_row("training", f"{fitted} (no epochs), {train['seconds']:.1f} s")
     elif "best_epoch" in train:
         note = (
             " (interrupted)"
@@ -422,8 +424,16 @@ def print_summary(bundle: Any) -> None:
             f"blur sigma {score_map['blur_sigma']:g}, {score_map['mode']} k={score_map['k']}, "
             + (f"normalised per pixel ({norm.get('n_maps', '?')} training maps)" if norm else "raw"),
         )
+    out_of_fold = t.stats.get("out_of_fold") or {}
+    scored = (
+        f"{t.stats['n']} leave-one-out normal scores"
+        if out_of_fold.get("leave_one_out")
+        else f"{t.stats['n']} normal scores ({out_of_fold['n_scores']} of them out of fold)"
+        if out_of_fold
+        else "held-out normal scores"
+    )
     table.add_row(
         "threshold",
-        f"{t.value:.6g} ({t.method}); held-out normal scores mean {t.stats['mean']:.4g}, max {t.stats['max']:.4g}",
+        f"{t.value:.6g} ({t.method}); {scored} mean {t.stats['mean']:.4g}, max {t.stats['max']:.4g}",
     )
     Console(stderr=True).print(table)
