@@ -109,9 +109,8 @@ BOOTSTRAP = 200
 
 def _gpd_quantile(u: float, xi: float, sigma: float, zeta: float, rate: float) -> float:
     """The score exceeded with probability `rate` when a fraction `zeta` exceeds `u` with GPD(xi, sigma) excesses."""
-    if (
-        zeta <= 0.0
-    ):  # no held-out score above u (all equal): nothing to extrapolate, the maximum is the threshold
+    # no held-out score above u (all equal): nothing to extrapolate, the maximum is the threshold
+    if zeta <= 0.0:
         return u
     if abs(xi) < 1e-6:
         return u + sigma * float(np.log(zeta / rate))

@@ -140,9 +140,8 @@ class GradientKnn(AnomalyModel):
         # Grey first: a flat area stays exactly flat, so its gradients are exactly zero in every runtime (luma
         # folded into the Sobel taps leaves rounding noise there, which unit-length histograms would magnify).
         grey = (x * self.luma).sum(dim=1, keepdim=True) if x.shape[1] == 3 else x
-        g = F.conv2d(
-            reflect_pad(grey), torch.cat([self.sobel_x, self.sobel_y])
-        )  # gx and gy in one convolution
+        # gx and gy in one convolution
+        g = F.conv2d(reflect_pad(grey), torch.cat([self.sobel_x, self.sobel_y]))
         gx, gy = g[:, :1], g[:, 1:]
         gxx, gyy = gx * gx, gy * gy
         m2 = gxx + gyy
@@ -172,9 +171,8 @@ class GradientKnn(AnomalyModel):
             return self._nearest_per_cell(self.descriptors(x))
         d = self.descriptors(x) - self.bank_mean  # centred like the bank: the expansion below stays small
         flat, bank = d.flatten(1), self.bank.flatten(1)
-        sq = (
-            (flat * flat).sum(dim=1, keepdim=True) + (bank * bank).sum(dim=1) - 2.0 * flat @ bank.t()
-        )  # (N, M)
+        # (N, M) squared distances to every bank entry
+        sq = (flat * flat).sum(dim=1, keepdim=True) + (bank * bank).sum(dim=1) - 2.0 * flat @ bank.t()
         # An entry (almost) identical to the sample is the sample itself: skipping it makes a training image's
         # score its leave-one-out score, so train calibrates on every training image (`leave_one_out`).
         sq = torch.where(sq < SELF_DISTANCE, torch.full_like(sq, math.inf), sq)
@@ -220,26 +218,27 @@ class GradientKnn(AnomalyModel):
         hists, colours = [], []
         for b in batches():
             hists.append(self.histograms(b).cpu())
-            colours.append(self.cell_colours(b).cpu())
+            if self.colours:
+                colours.append(self.cell_colours(b).cpu())
         if not hists:
             raise EdgeanomError("grad-knn: no training images to fit the memory bank")
-        hist, colour = torch.cat(hists), torch.cat(colours)
-        bank = hist
+        bank = torch.cat(hists)
+        device = self.sobel_x.device
         if self.colours:
+            colour = torch.cat(colours)
             if self.params["colour_weight"] == "auto":
-                self.params["colour_weight"] = balancing_weight(hist, colour)
-            self.colour_scale = torch.tensor(float(self.params["colour_weight"]))
-            bank = torch.cat([hist, colour * self.colour_scale], dim=2)
+                self.params["colour_weight"] = balancing_weight(bank, colour)
+            weight = float(self.params["colour_weight"])
+            self.colour_scale = torch.tensor(weight, device=device)
+            bank = torch.cat([bank, colour * weight], dim=2)
         limit = int(self.params["max_bank"])
         if len(bank) > limit:
             bank = bank[torch.from_numpy(np.linspace(0, len(bank) - 1, limit).round().astype(np.int64))]
-        device = self.sobel_x.device
         if self.params["nearest"] == "image":
-            self.bank_mean = bank.mean(dim=0).to(device)
-            bank = bank - bank.mean(dim=0)
+            mean = bank.mean(dim=0)
+            self.bank_mean = mean.to(device)
+            bank = bank - mean
         self.bank = bank.to(device)
-        if self.colours:
-            self.colour_scale = self.colour_scale.to(device)
         self.params["n_bank"] = len(bank)
 
 

@@ -150,9 +150,8 @@ def _image_records(
     frames (no full past yet) give no sample, as in `run`.
     """
     spacing = frame_pack_spacing(opts)
-    pack = (
-        {"spacing": spacing, "frames": frame_pack_count(opts)} if spacing else {}
-    )  # as the bundle records it
+    # the pack record as the bundle keeps it
+    pack = {"spacing": spacing, "frames": frame_pack_count(opts)} if spacing else {}
     step = max(1, int(opts.frame_step))
     if isinstance(source, (str, os.PathLike)):
         folder = loaders.ImageSource(

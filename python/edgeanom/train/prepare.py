@@ -197,9 +197,8 @@ def prepare_images(
         "source": source,
         "n_frames": len(recs),
         "n_skipped": len(bad),
-        **(
-            {"n_warmup_frames": n_warmup()} if spacing else {}
-        ),  # packed: frames before each sequence's first sample
+        # packed: the frames before each sequence's first sample
+        **({"n_warmup_frames": n_warmup()} if spacing else {}),
         "skipped": list(bad)[:20],
         "n_anomalous_in_training_data": int(anomalous.size),
         "split": "temporal" if ordered else "random",
