@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.image_size:
         options["image_size"] = args.image_size
     options.update(common.param_options(args.param))
-    started = time.perf_counter()
     options["frames_ordered"] = args.split == "temporal"
+    started = time.perf_counter()
     bundle = train_bundle(frames=[frames[i] for i in train_idx], model=args.model, out=args.work, **options)
     train_s = time.perf_counter() - started
     test = [frames[i] for i in test_idx]

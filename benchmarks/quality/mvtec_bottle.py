@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         progress=False,
+        loss=args.loss,  # None: train's default (train_bundle ignores None options)
+        val_fraction=args.val_fraction,
         **common.param_options(args.param),
-        **{k: v for k, v in (("loss", args.loss), ("val_fraction", args.val_fraction)) if v is not None},
     )
     train_s = float(bundle.meta["model"]["train"]["seconds"])
     t0 = time.perf_counter()
