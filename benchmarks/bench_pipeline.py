@@ -40,9 +40,8 @@ SIZE = 128
 TARGET_VS_BACKEND = 0.9  # issue 13: run keeps >= 90% of the bare backend's speed
 VIDEO_SIDE = 320
 HD_SIZE = (1280, 720)
-BANK_FRAMES = (
-    300  # scene frames a memory-bank model is fitted on (a few hundred normal images, as users give)
-)
+# scene frames a memory-bank model is fitted on (a few hundred normal images, as users give)
+BANK_FRAMES = 300
 
 
 def make_bundle(root: Path, model_type: str, video: Path, seed: int = 0) -> Bundle:
