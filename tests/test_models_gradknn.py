@@ -15,7 +15,7 @@ import torch
 
 from edgeanom.errors import EdgeanomError
 from edgeanom.models import build_model, default_model
-from edgeanom.models.gradknn import balancing_weight, reference_maps, reference_scores
+from edgeanom.models.gradknn import balancing_weight, greedy_coreset, reference_maps, reference_scores
 
 
 def _fitted(shape: tuple[int, int, int], train: torch.Tensor, **params: object) -> torch.nn.Module:
@@ -29,6 +29,14 @@ def _raw_bank(model: torch.nn.Module) -> np.ndarray:
     return (bank + model.bank_mean.double() if hasattr(model, "bank_mean") else bank).numpy()
 
 
+def _anywhere(model: torch.nn.Module) -> tuple | None:
+    """The position-free half's fitted buffers, as `reference_maps` takes them (None when it is off)."""
+    if not model.params.get("anywhere"):
+        return None
+    cells = model.cell_bank.double() + model.cell_mean.double()
+    return cells.numpy(), model.cell_source.numpy(), model.scales.double().numpy()
+
+
 def test_it_is_the_image_default() -> None:
     assert default_model("image") == "grad-knn"
 
@@ -40,7 +48,9 @@ def test_it_is_the_image_default() -> None:
         ((3, 24, 36), {"grid": 4, "bins": 6, "topk": 2}),
         ((3, 32, 32), {"colour_weight": 0}),
         ((1, 16, 48), {"grid": 2, "topk": 4, "colour_weight": 2.5}),
-        ((3, 32, 32), {"nearest": "cell", "map": False}),
+        ((3, 32, 32), {"nearest": "cell", "map": False, "anywhere": 0}),
+        ((3, 32, 32), {"anywhere": 50}),  # a coreset of 50 of the 704 cells
+        ((1, 32, 32), {"anywhere": 0}),  # aligned half alone (bundles saved before it)
     ],
 )
 def test_map_and_score_match_a_float64_reference(shape: tuple[int, int, int], params: dict) -> None:
@@ -52,12 +62,12 @@ def test_map_and_score_match_a_float64_reference(shape: tuple[int, int, int], pa
     assert model.params["colour_weight"] != "auto"  # fitted to a number
     with torch.no_grad():
         got = model(test).double().numpy()
-    want_scores = reference_scores(test.numpy(), _raw_bank(model), model.params)
+    want_scores = reference_scores(test.numpy(), _raw_bank(model), model.params, _anywhere(model))
     if not model.params["map"]:
         np.testing.assert_allclose(got, want_scores, rtol=2e-4, atol=1e-6)
         return
     g = model.params["grid"]
-    cells = reference_maps(test.numpy(), _raw_bank(model), model.params)
+    cells = reference_maps(test.numpy(), _raw_bank(model), model.params, _anywhere(model))
     ch, cw = shape[1] // g, shape[2] // g
     np.testing.assert_allclose(got, np.repeat(np.repeat(cells, ch, axis=1), cw, axis=2), rtol=2e-4, atol=1e-6)
     # the bundle's map score (top-k mean over topk cells' pixels) is the mean of the topk largest cells
@@ -70,17 +80,19 @@ def test_map_and_score_match_a_float64_reference(shape: tuple[int, int, int], pa
 
 
 def test_a_training_image_scores_against_the_others() -> None:
-    """Its own bank entry is skipped: the score equals that of a bank fitted without it (leave-one-out)."""
+    """Its own bank entry and its cells are skipped: the map equals that of a bank fitted without it
+    (leave-one-out; every cell is in the position-free bank here, 9 x 64 < `anywhere`)."""
     train = torch.rand(9, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     model = _fitted((1, 32, 32), train, colour_weight=1.0)
     assert model.leave_one_out()
     for i in (0, 4):
         others = _fitted((1, 32, 32), torch.cat([train[:i], train[i + 1 :]]), colour_weight=1.0)
+        others.scales = model.scales  # the two halves' units are fitted on the whole bank
         with torch.no_grad():
             mine, theirs = model(train[i : i + 1]), others(train[i : i + 1])
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
         assert float(mine.max()) > 0.1
-    assert not build_model("grad-knn", (1, 32, 32), {"nearest": "cell"}).leave_one_out()
+    assert not build_model("grad-knn", (1, 32, 32), {"nearest": "cell", "anywhere": 0}).leave_one_out()
 
 
 def test_bundles_saved_before_the_colour_term_keep_their_scores() -> None:
@@ -130,6 +142,49 @@ def test_a_line_and_a_stain_score_above_clean_images() -> None:
     np.testing.assert_allclose(scores(edges_only, darker), scores(edges_only, clean), rtol=0.05)
 
 
+def test_a_scratch_on_a_shifted_surface_scores_above_clean_shifted_ones() -> None:
+    """Crops of one surface at different places (a part that is not placed the same way each time): the
+    position-free half finds each clean cell somewhere in the bank, so a scratch stands out; the aligned half
+    alone compares cells with unrelated ones and cannot tell."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    surface = cv2.GaussianBlur(rng.normal(0.5, 0.1, (160, 160)), (0, 0), 1.5).astype(np.float32)
+
+    def crop(scratch: bool) -> np.ndarray:
+        x, y = rng.integers(0, 13, 2) * 8
+        img = surface[y : y + 64, x : x + 64].copy()
+        if scratch:
+            a, b = (int(v) for v in rng.integers(4, 44, 2))
+            cv2.line(img, (b, a), (b + 16, a + 10), 0.3, 1)
+        return img[None]
+
+    train = torch.from_numpy(np.stack([crop(False) for _ in range(40)]))
+    test = torch.from_numpy(np.stack([crop(False) for _ in range(15)] + [crop(True) for _ in range(15)]))
+    labels = np.r_[np.zeros(15), np.ones(15)]
+
+    def auroc(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            scores = model(test).flatten(1).topk(3 * 64, dim=1).values.mean(dim=1).numpy()
+        return float(roc_auc_score(labels, scores))
+
+    assert auroc(_fitted((1, 64, 64), train)) >= 0.9
+    assert auroc(_fitted((1, 64, 64), train, anywhere=0)) <= 0.75
+
+
+def test_greedy_coreset_matches_farthest_first_in_float64() -> None:
+    points = torch.randn(300, 5, generator=torch.Generator().manual_seed(4))
+    x = points.double().numpy()
+    want = [int(np.square(x - x.mean(axis=0)).sum(axis=1).argmax())]
+    gap = np.square(x - x[want[0]]).sum(axis=1)
+    for _ in range(39):
+        want.append(int(gap.argmax()))
+        gap = np.minimum(gap, np.square(x - x[want[-1]]).sum(axis=1))
+    picked = greedy_coreset(points, 40)
+    assert picked.tolist() == want and len(set(want)) == 40
+    assert greedy_coreset(points[:30], 40).tolist() == list(range(30))  # no more rows than asked: all
+
+
 def test_bank_is_thinned_evenly_and_survives_a_checkpoint(tmp_path: Path) -> None:
     from edgeanom.models.checkpoint import save_torch
 
@@ -159,6 +214,9 @@ def test_bank_is_thinned_evenly_and_survives_a_checkpoint(tmp_path: Path) -> Non
         ((1, 32, 32), {"map": "yes"}, "map must be true or false, got 'yes'"),
         ((1, 32, 32), {"colour_weight": -1}, "colour_weight must be 'auto' or a number >= 0, got -1"),
         ((1, 32, 32), {"colour_weight": "high"}, "colour_weight must be 'auto' or a number >= 0, got 'high'"),
+        ((1, 32, 32), {"anywhere": -1}, "anywhere must be a whole number of cells >= 0, got -1"),
+        ((1, 32, 32), {"anywhere": 2.5}, "anywhere must be a whole number of cells >= 0, got 2.5"),
+        ((1, 32, 32), {"nearest": "cell"}, r"anywhere needs nearest 'image' \(set --param anywhere=0"),
     ],
 )
 def test_bad_settings_are_one_line_errors(shape: tuple[int, int, int], params: dict, message: str) -> None:
@@ -217,6 +275,7 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
     assert train_meta["epochs_run"] == 0 and train_meta["leave_one_out"] is True
     # every training image is in the bank (the 20% held out too) and calibration saw all 60 of their scores
     assert bundle.meta["model"]["params"]["n_bank"] == 60
+    assert bundle.meta["model"]["params"]["n_cells"] == 60 * 64  # all cells: fewer than `anywhere`
     assert bundle.threshold.stats["n"] == 60
     assert bundle.threshold.stats["out_of_fold"] == {"leave_one_out": True, "n_scores": 48}
     # the bundle's graph in ONNX Runtime gives the checkpoint's maps
@@ -226,7 +285,10 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
         want = load_model(bundle)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(session.run(["error_map"], {"input": x})[0], want, rtol=1e-5, atol=1e-6)
     summary = _printed_summary(bundle)  # what `edgeanom train` prints
-    assert "memory bank of 60 images (no epochs)" in summary and "60 leave-one-out normal scores" in summary
+    assert (
+        "memory bank of 60 images and 3840 of their cells (no epochs)" in summary
+        and "60 leave-one-out normal scores" in summary
+    )
     report = evaluate_bundle(bundle.path, tmp_path / "test", plots=False)
     assert report["auroc"] > 0.95, report
     result = export_bundle(bundle.path, ExportOptions(fp16=True))
@@ -251,7 +313,8 @@ def test_train_eval_export_and_run(tmp_path: Path) -> None:
 
 
 def test_video_frames_keep_their_held_out_block_out_of_the_bank(tmp_path: Path) -> None:
-    """Frames in time order are near-copies of their neighbours: no leave-one-out calibration on them."""
+    """Frames in time order are near-copies of their neighbours: no leave-one-out calibration on them, and a
+    stricter default false-alarm rate than for an image set."""
     from edgeanom.train.api import train_bundle
 
     rng = np.random.default_rng(2)
@@ -265,6 +328,7 @@ def test_video_frames_keep_their_held_out_block_out_of_the_bank(tmp_path: Path) 
     assert bundle.meta["model"]["train"]["leave_one_out"] is False
     assert bundle.meta["model"]["params"]["n_bank"] == 32  # the last 20% (8 frames) held out
     assert bundle.threshold.stats["n"] == 8 and bundle.threshold.stats.get("out_of_fold") is None
+    assert bundle.threshold.method == "fpr:0.01"  # frames in time order: `run` decides on every one
     # the same frames handed over as an unordered image set: random split, every frame in the bank
     unordered = train_bundle(
         frames=frames, frames_ordered=False, out=tmp_path / "u", image_size=48, threads=1, progress=False
@@ -272,6 +336,7 @@ def test_video_frames_keep_their_held_out_block_out_of_the_bank(tmp_path: Path) 
     assert unordered.meta["data"]["split"] == "random"
     assert unordered.meta["model"]["train"]["leave_one_out"] is True
     assert unordered.meta["model"]["params"]["n_bank"] == 40 and unordered.threshold.stats["n"] == 40
+    assert unordered.threshold.method == "fpr:0.05"  # an image set: one decision per image
 
 
 def test_onnx_runtime_skips_a_training_image_with_flat_areas_too(tmp_path: Path) -> None:

@@ -242,7 +242,8 @@ def add_param_option(parser: Any) -> None:
 
 
 def add_image_set_options(parser: Any) -> None:
-    """`--model` (default: train's image default) and `--split` for the scripts that train on an image set."""
+    """`--model` (default: train's image default), `--split` and `--threshold` for the scripts that train on an
+    image set."""
     parser.add_argument(
         "--split",
         choices=("random", "temporal"),
@@ -251,6 +252,7 @@ def add_image_set_options(parser: Any) -> None:
         "or temporal (the last 20%% of the sorted images; the rows measured before 2026-12-03)",
     )
     parser.add_argument("--model", default=None, help="model type (default: train's default for images)")
+    parser.add_argument("--threshold", default=None, help="train's --threshold (default: train's, fpr:0.01)")
 
 
 def param_options(texts: Sequence[str]) -> dict[str, Any]:

@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         options["image_size"] = args.image_size
     options.update(common.param_options(args.param))
     options["frames_ordered"] = args.split == "temporal"
+    options["threshold"] = args.threshold  # None: train's default
     started = time.perf_counter()
     bundle = train_bundle(frames=[frames[i] for i in train_idx], model=args.model, out=args.work, **options)
     train_s = time.perf_counter() - started

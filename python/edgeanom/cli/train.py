@@ -175,7 +175,8 @@ def train(
         typer.Option(
             "--threshold",
             help="percentile:Q, contamination:P, sigma:K, fpr:R (tail-fitted) or f1 (labelled validation data). "
-            "Default fpr:0.01 for images, percentile:99 for sensors and tables.",
+            "Default fpr:0.05 for image sets, fpr:0.01 for video and captured frames, percentile:99 for sensors "
+            "and tables.",
         ),
     ] = None,
     image_size: Annotated[
@@ -401,8 +402,11 @@ def print_summary(bundle: Any) -> None:
     for note in d.get("time_notes") or []:
         table.add_row("time order", note)
     if "best_epoch" in train and not get_model(bundle.model_type).trainable:
-        bank = meta["model"]["params"].get("n_bank")
+        params = meta["model"]["params"]
+        bank, cells = params.get("n_bank"), params.get("n_cells")
         fitted = f"memory bank of {bank} images" if bank else "fitted from the training data"
+        if bank and cells:
+            fitted += f" and {cells} of their cells"
         table.add_row("training", f"{fitted} (no epochs), {train['seconds']:.1f} s")
     elif "best_epoch" in train:
         note = (

@@ -6,20 +6,24 @@ orientations (grey, colour converted with the usual luma weights; `bins` unsigne
 Sobel gradient magnitude shared between the two nearest directions, scaled to unit length), which tells which
 way its lines and edges run, and by its mean colour, weighted so that across the training images it varies as
 much as the histograms do (`colour_weight` "auto"; 0 turns it off). Fitting keeps the descriptors of (up to
-`max_bank`) training images as a memory bank. An image is matched to its nearest bank image as a whole, and
-each cell's distance to the same cell of that image is the anomaly map (cell resolution); the score is the
-mean of the `topk` largest cells. A crack across a grained surface, a scratch, a stain, a missing or bent part
-changes a few cells in a way that no training image shows there.
+`max_bank`) training images as a memory bank. Each cell is compared twice: with the same cell of the nearest
+bank image as a whole (aligned parts: a normal-looking patch in the wrong place counts), and with the nearest
+cell anywhere in any bank image (`anywhere`: a greedy coreset of that many cells; textures, objects that
+shift or turn). Each distance is divided by its mean over the training images' leave-one-out maps and the two
+added: the anomaly map (cell resolution); the score is the mean of the `topk` largest cells. A crack across a
+grained surface, a scratch, a stain, a missing or bent part changes a few cells in a way that no training image
+shows there.
 
 Why it is the default: on ELPV solar cells no learned from-scratch model here got past the cells' brightness,
-and on MVTec bottle it matches the autoencoder, in seconds of fitting instead of minutes of training
-(docs/quality.md). A bank entry (almost) identical to the scored image is skipped as the image itself, so a
-training image scores against the others: its in-sample score is a leave-one-out score, and train fits the bank
-on every normal image and calibrates on all of them (image sets; video frames keep their held-out block, since a
-frame's neighbours in time are near-copies of it). Everything is plain tensor arithmetic (3x3 and 1x1
-convolutions, average pooling, matrix products, ArgMin, Gather), so the graph exports to ONNX, FP16 and
-TensorRT like every model; binning is soft (a ramp in the doubled orientation angle, continuous in the
-gradient), so FP32 graphs and the float64 reference agree closely.
+and on MVTec bottle it matches the autoencoder, in seconds of fitting instead of minutes of training; the
+position-free half keeps it there when the same bottles are shifted and turned (docs/quality.md). A bank entry
+(almost) identical to the scored image is skipped as the image itself, with its cells, so a training image
+scores against the others: its in-sample score is a leave-one-out score, and train fits the bank on every normal
+image and calibrates on all of them (image sets; video frames keep their held-out block, since a frame's
+neighbours in time are near-copies of it). Everything is plain tensor arithmetic (3x3 and 1x1 convolutions,
+average pooling, matrix products, ArgMin, Gather), so the graph exports to ONNX, FP16 and TensorRT like every
+model; binning is soft (a ramp in the doubled orientation angle, continuous in the gradient), so FP32 graphs
+and the float64 reference agree closely.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ MAGNITUDE_EPS = 1e-6
 # Squared whole-image descriptor distance below which a bank entry is the scored image itself (typical nearest
 # training images are 0.5-10 apart, float32 rounding of the expansion ~1e-5).
 SELF_DISTANCE = 1e-3
+# added to the squared distance of the scored image's own cells: above any real one (centred descriptors lie
+# within a few units), and an FP16 number
+SKIP_PENALTY = 1e4
+SCALE_IMAGES = 500  # bank images whose leave-one-out maps set the two halves' scales
 
 
 def bin_geometry(bins: int) -> tuple[np.ndarray, float]:
@@ -64,7 +72,8 @@ def reflect_pad(x: torch.Tensor) -> torch.Tensor:
 @register
 class GradientKnn(AnomalyModel):
     """Memory bank of per-cell edge-orientation histograms and colours; the anomaly map is each cell's distance
-    to the same cell of the nearest training image, the score the mean of its `topk` largest cells."""
+    to the same cell of the nearest training image plus its distance to the nearest training cell anywhere,
+    each in units of its mean on normal images; the score the mean of its `topk` largest cells."""
 
     type_name = "grad-knn"
     kinds = ("image",)
@@ -81,10 +90,17 @@ class GradientKnn(AnomalyModel):
         "n_bank": 0,
         "colour_weight": "auto",
         "nearest": "image",
+        "anywhere": 4096,
+        "n_cells": 0,
         "map": True,
     }
-    # bundles saved before the colour term, whole-image matching and the map output
-    saved_before: ClassVar[dict[str, Any]] = {"colour_weight": 0.0, "nearest": "cell", "map": False}
+    # bundles saved before the colour term, whole-image matching, the map output and the position-free half
+    saved_before: ClassVar[dict[str, Any]] = {
+        "colour_weight": 0.0,
+        "nearest": "cell",
+        "map": False,
+        "anywhere": 0,
+    }
 
     def __init__(self, input_shape: Sequence[int], params: dict[str, Any]) -> None:
         super().__init__(input_shape, params)
@@ -106,6 +122,13 @@ class GradientKnn(AnomalyModel):
             raise EdgeanomError(f"grad-knn: max_bank must be >= 1, got {params['max_bank']}")
         if params["nearest"] not in ("image", "cell"):
             raise EdgeanomError(f"grad-knn: nearest must be 'image' or 'cell', got {params['nearest']!r}")
+        anywhere = params["anywhere"]
+        if isinstance(anywhere, bool) or not isinstance(anywhere, int) or anywhere < 0:
+            raise EdgeanomError(f"grad-knn: anywhere must be a whole number of cells >= 0, got {anywhere!r}")
+        if anywhere and params["nearest"] != "image":
+            raise EdgeanomError(
+                "grad-knn: anywhere needs nearest 'image' (set --param anywhere=0 for 'cell')"
+            )
         if not isinstance(params["map"], bool):
             raise EdgeanomError(f"grad-knn: map must be true or false, got {params['map']!r}")
         weight = params["colour_weight"]
@@ -134,6 +157,15 @@ class GradientKnn(AnomalyModel):
         self.register_buffer("bank", torch.zeros(int(params["n_bank"]), cells, dims))
         if params["nearest"] == "image":  # the bank is stored centred on its mean: see `cell_distances`
             self.register_buffer("bank_mean", torch.zeros(cells, dims))
+        if anywhere:
+            # the position-free bank: cell descriptors (centred on their mean, like the image bank), the bank
+            # image each came from, and the two halves' mean distances on the training images (aligned,
+            # anywhere) that the map divides by
+            n_cells = int(params["n_cells"])
+            self.register_buffer("cell_bank", torch.zeros(n_cells, dims))
+            self.register_buffer("cell_mean", torch.zeros(dims))
+            self.register_buffer("cell_source", torch.zeros(n_cells, dtype=torch.int64))
+            self.register_buffer("scales", torch.ones(2))
 
     def histograms(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [0, 1] -> (N, cells, bins) unit-length orientation histograms."""
@@ -166,19 +198,45 @@ class GradientKnn(AnomalyModel):
         return torch.cat([hist, self.cell_colours(x) * self.colour_scale], dim=2)
 
     def cell_distances(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, cells): each cell's distance to the same cell of the nearest bank entry."""
+        """(N, cells): the anomaly map at cell resolution (see the class docstring)."""
         if self.params["nearest"] == "cell":
             return self._nearest_per_cell(self.descriptors(x))
-        d = self.descriptors(x) - self.bank_mean  # centred like the bank: the expansion below stays small
+        desc = self.descriptors(x)
+        aligned, itself = self._aligned(desc)
+        if not self.params["anywhere"]:
+            return aligned
+        return aligned / self.scales[0] + self._anywhere(desc, itself) / self.scales[1]
+
+    def _aligned(self, desc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, cells) distances to the same cell of the nearest bank image, and (N, M) which bank images are
+        the sample itself (bool)."""
+        d = desc - self.bank_mean  # centred like the bank: the expansion below stays small
         flat, bank = d.flatten(1), self.bank.flatten(1)
         # (N, M) squared distances to every bank entry
         sq = (flat * flat).sum(dim=1, keepdim=True) + (bank * bank).sum(dim=1) - 2.0 * flat @ bank.t()
         # An entry (almost) identical to the sample is the sample itself: skipping it makes a training image's
         # score its leave-one-out score, so train calibrates on every training image (`leave_one_out`).
-        sq = torch.where(sq < SELF_DISTANCE, torch.full_like(sq, math.inf), sq)
+        itself = sq < SELF_DISTANCE
+        sq = torch.where(itself, torch.full_like(sq, math.inf), sq)
         nearest = self.bank.index_select(0, sq.argmin(dim=1))  # (N, cells, dims)
         # the distance is then taken directly: the expansion's cancellation is noise under a square root
-        return torch.sqrt(((d - nearest) ** 2).sum(dim=2))
+        return torch.sqrt(((d - nearest) ** 2).sum(dim=2)), itself
+
+    def _anywhere(self, desc: torch.Tensor, itself: torch.Tensor) -> torch.Tensor:
+        """(N, cells) distances to the nearest cell of the position-free bank, skipping the cells of the bank
+        images that are the sample itself (so a training image's map stays leave-one-out)."""
+        bank, desc = self.cell_bank, desc - self.cell_mean
+        # (N, cells, K) squared distances less |desc|^2, only to pick the nearest: one matrix product of
+        # [desc, 1] with [-2 bank, |bank|^2] (ONNX Runtime folds the constant side). Centred, the terms stay
+        # small, so ONNX Runtime and PyTorch pick the same cell of two nearly tied ones.
+        terms = torch.cat([-2.0 * bank.t(), (bank * bank).sum(dim=1, keepdim=True).t()])
+        sq = torch.matmul(torch.cat([desc, torch.ones_like(desc[:, :, :1])], dim=2), terms)
+        # the sample's own cells are pushed out of reach per image (N, 1, K), not per cell (a float gather:
+        # some runtimes gather no booleans)
+        penalty = torch.where(itself, SKIP_PENALTY, 0.0).to(sq.dtype)
+        sq = sq + penalty.index_select(1, self.cell_source).unsqueeze(1)
+        nearest = bank.index_select(0, sq.argmin(dim=2).flatten()).view(desc.shape)
+        return torch.sqrt(((desc - nearest) ** 2).sum(dim=2))
 
     def _nearest_per_cell(self, d: torch.Tensor) -> torch.Tensor:
         """Bundles saved before whole-image matching: every cell finds its own nearest bank entry."""
@@ -234,12 +292,55 @@ class GradientKnn(AnomalyModel):
         limit = int(self.params["max_bank"])
         if len(bank) > limit:
             bank = bank[torch.from_numpy(np.linspace(0, len(bank) - 1, limit).round().astype(np.int64))]
+        raw = bank
         if self.params["nearest"] == "image":
             mean = bank.mean(dim=0)
             self.bank_mean = mean.to(device)
             bank = bank - mean
         self.bank = bank.to(device)
         self.params["n_bank"] = len(bank)
+        if self.params["anywhere"]:
+            self._fit_anywhere(raw, device)
+
+    def _fit_anywhere(self, raw: torch.Tensor, device: torch.device) -> None:
+        """The position-free bank (a greedy coreset of the bank images' cells) and the two halves' scales: their
+        mean leave-one-out distances over (up to SCALE_IMAGES of) the bank images."""
+        cells = raw.reshape(-1, raw.shape[2])
+        picked = greedy_coreset(cells, int(self.params["anywhere"]))
+        mean = cells[picked].mean(dim=0)
+        self.cell_mean = mean.to(device)
+        self.cell_bank = (cells[picked] - mean).to(device)
+        self.cell_source = (picked // raw.shape[1]).to(device)
+        self.params["n_cells"] = len(picked)
+        self.scales = torch.ones(2, device=device)
+        probe = raw[
+            torch.from_numpy(np.linspace(0, len(raw) - 1, min(len(raw), SCALE_IMAGES)).round()).long()
+        ].to(device)
+        aligned, itself = self._aligned(probe)
+        anywhere = self._anywhere(probe, itself)
+        # no spread at all (one image, identical images): unit scales, the map is then the plain sum
+        means = [float(aligned.mean()), float(anywhere.mean())]
+        self.scales = torch.tensor([m if m > 1e-9 else 1.0 for m in means], device=device)
+
+
+def greedy_coreset(points: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices of `size` rows chosen greedily, each the farthest from those already chosen (k-center), starting
+    with the farthest from the mean: a small bank that still covers rare normal cells (random thinning drops
+    them). All rows when there are no more than `size`."""
+    n = len(points)
+    if n <= size:
+        return torch.arange(n)
+    x = points.float()
+    norms = (x * x).sum(dim=1)
+    first = int(((x - x.mean(dim=0)) ** 2).sum(dim=1).argmax())
+    picked = torch.empty(size, dtype=torch.int64)
+    gap = torch.full((n,), math.inf)
+    for i in range(size):
+        j = first if i == 0 else int(gap.argmax())
+        picked[i] = j
+        # squared distance to the new centre by expansion (a matrix-vector product per step)
+        gap = torch.minimum(gap, norms + norms[j] - 2.0 * (x @ x[j]))
+    return picked
 
 
 def balancing_weight(hist: torch.Tensor, colour: torch.Tensor) -> float:
@@ -250,9 +351,15 @@ def balancing_weight(hist: torch.Tensor, colour: torch.Tensor) -> float:
     return math.sqrt(h / c) if h > 1e-12 and c > 1e-12 else 1.0
 
 
-def reference_maps(x: np.ndarray, bank: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """The model's cell distances (N, grid, grid) in float64 NumPy, written out independently (the parity
-    reference for tests). `bank`: the fitted descriptors, uncentred; params as fitted (a numeric colour_weight)."""
+def reference_maps(
+    x: np.ndarray,
+    bank: np.ndarray,
+    params: dict[str, Any],
+    anywhere: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
+) -> np.ndarray:
+    """The model's cell map (N, grid, grid) in float64 NumPy, written out independently (the parity reference
+    for tests). `bank`: the fitted descriptors, uncentred; params as fitted (a numeric colour_weight);
+    `anywhere`: (cell descriptors, their bank images, the two scales) when the position-free half is on."""
     x = np.asarray(x, dtype=np.float64)
     grey = np.tensordot(np.asarray(LUMA), x, axes=([0], [1])) if x.shape[1] == 3 else x[:, 0]
     p = np.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="reflect")
@@ -286,12 +393,23 @@ def reference_maps(x: np.ndarray, bank: np.ndarray, params: dict[str, Any]) -> n
         dist = per_cell.min(axis=1)
     else:
         whole = np.square(per_cell).sum(axis=2)  # (N, M)
-        whole[whole < SELF_DISTANCE] = np.inf  # the image itself
+        itself = whole < SELF_DISTANCE  # the image itself
+        whole[itself] = np.inf
         dist = per_cell[np.arange(n), whole.argmin(axis=1)]
+        if anywhere is not None:
+            cells, source, scales = (np.asarray(a) for a in anywhere)
+            to_cells = np.linalg.norm(desc[:, :, None] - np.asarray(cells, np.float64)[None, None], axis=3)
+            to_cells[np.broadcast_to(itself[:, None, source], to_cells.shape)] = np.inf  # its own cells
+            dist = dist / scales[0] + to_cells.min(axis=2) / scales[1]
     return dist.reshape(n, grid, grid)
 
 
-def reference_scores(x: np.ndarray, bank: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """Mean of the `topk` largest cell distances of `reference_maps`."""
-    dist = reference_maps(x, bank, params).reshape(len(x), -1)
+def reference_scores(
+    x: np.ndarray,
+    bank: np.ndarray,
+    params: dict[str, Any],
+    anywhere: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
+) -> np.ndarray:
+    """Mean of the `topk` largest cells of `reference_maps`."""
+    dist = reference_maps(x, bank, params, anywhere).reshape(len(x), -1)
     return np.sort(dist, axis=1)[:, ::-1][:, : int(params["topk"])].mean(axis=1)

@@ -29,7 +29,7 @@ from edgeanom.errors import EdgeanomError
 from edgeanom.fileio import check_output_dir
 from edgeanom.models import default_model, get_model, model_kinds
 from edgeanom.models.registry import resolve_params
-from edgeanom.train.config import DEFAULT_THRESHOLD, TrainOptions, build_options, resolve_threads
+from edgeanom.train.config import TrainOptions, build_options, default_threshold, resolve_threads
 from edgeanom.train.prepare import (
     Prepared,
     frame_pack_count,
@@ -85,14 +85,15 @@ def train_bundle(
     model_cls = get_model(model_type)
     model_cls.check_params(resolve_params(model_type, opts.params, model_cls.defaults))
     _check_folds(opts.folds, model_type, model_cls.family)
-    if opts.threshold is None:
-        opts.threshold = DEFAULT_THRESHOLD[kind]
-    parse_method(opts.threshold)
+    if opts.threshold is not None:
+        parse_method(opts.threshold)  # before any work: a wrong --threshold must not cost a training run
     if packing and opts.pack_frames is None:
         opts.pack_frames = model_cls.packed_frames  # the clip length the model reads (3 unless it says)
     prepared = _prepare(kind, opts, model_type, data, frames, table, series, labels)
     if opts.val_data is not None:
         _add_validation_data(prepared, opts)
+    if opts.threshold is None:
+        opts.threshold = default_threshold(kind, _ordered(prepared))
     check_labels(opts.threshold, 0 if prepared.val_anomalous_x is None else len(prepared.val_anomalous_x))
     return _train_and_write(prepared, opts, model_type)
 
