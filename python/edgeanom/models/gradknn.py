@@ -54,6 +54,7 @@ SELF_DISTANCE = 1e-3
 # within a few units), and an FP16 number
 SKIP_PENALTY = 1e4
 SCALE_IMAGES = 500  # bank images whose leave-one-out maps set the two halves' scales
+SCALE_CHUNK = 32  # of them at a time: 32 x 64 cells x 4096 distances are 32 MB
 
 
 def bin_geometry(bins: int) -> tuple[np.ndarray, float]:
@@ -315,11 +316,15 @@ class GradientKnn(AnomalyModel):
         self.scales = torch.ones(2, device=device)
         probe = raw[
             torch.from_numpy(np.linspace(0, len(raw) - 1, min(len(raw), SCALE_IMAGES)).round()).long()
-        ].to(device)
-        aligned, itself = self._aligned(probe)
-        anywhere = self._anywhere(probe, itself)
+        ]
+        sums = torch.zeros(2, dtype=torch.float64)
+        # a few images at a time: the anywhere half holds (images, cells, K) distances
+        for chunk in probe.split(SCALE_CHUNK):
+            aligned, itself = self._aligned(chunk.to(device))
+            anywhere = self._anywhere(chunk.to(device), itself)
+            sums += torch.stack([aligned.double().sum(), anywhere.double().sum()]).cpu()
+        means = (sums / (len(probe) * raw.shape[1])).tolist()
         # no spread at all (one image, identical images): unit scales, the map is then the plain sum
-        means = [float(aligned.mean()), float(anywhere.mean())]
         self.scales = torch.tensor([m if m > 1e-9 else 1.0 for m in means], device=device)
 
 
