@@ -79,14 +79,15 @@ def test_map_and_score_match_a_float64_reference(shape: tuple[int, int, int], pa
     np.testing.assert_allclose(score, want_scores, rtol=2e-4, atol=1e-6)
 
 
-def test_a_training_image_scores_against_the_others() -> None:
+@pytest.mark.parametrize("colour_weight", [1.0, 20.0])  # 20: cells far apart, the skip must still win
+def test_a_training_image_scores_against_the_others(colour_weight: float) -> None:
     """Its own bank entry and its cells are skipped: the map equals that of a bank fitted without it
     (leave-one-out; every cell is in the position-free bank here, 9 x 64 < `anywhere`)."""
     train = torch.rand(9, 1, 32, 32, generator=torch.Generator().manual_seed(3))
-    model = _fitted((1, 32, 32), train, colour_weight=1.0)
+    model = _fitted((1, 32, 32), train, colour_weight=colour_weight)
     assert model.leave_one_out()
     for i in (0, 4):
-        others = _fitted((1, 32, 32), torch.cat([train[:i], train[i + 1 :]]), colour_weight=1.0)
+        others = _fitted((1, 32, 32), torch.cat([train[:i], train[i + 1 :]]), colour_weight=colour_weight)
         others.scales = model.scales  # the two halves' units are fitted on the whole bank
         with torch.no_grad():
             mine, theirs = model(train[i : i + 1]), others(train[i : i + 1])

@@ -50,9 +50,6 @@ MAGNITUDE_EPS = 1e-6
 # Squared whole-image descriptor distance below which a bank entry is the scored image itself (typical nearest
 # training images are 0.5-10 apart, float32 rounding of the expansion ~1e-5).
 SELF_DISTANCE = 1e-3
-# added to the squared distance of the scored image's own cells: above any real one (centred descriptors lie
-# within a few units), and an FP16 number
-SKIP_PENALTY = 1e4
 SCALE_IMAGES = 500  # bank images whose leave-one-out maps set the two halves' scales
 SCALE_CHUNK = 32  # of them at a time: 32 x 64 cells x 4096 distances are 32 MB
 
@@ -167,6 +164,9 @@ class GradientKnn(AnomalyModel):
             self.register_buffer("cell_mean", torch.zeros(dims))
             self.register_buffer("cell_source", torch.zeros(n_cells, dtype=torch.int64))
             self.register_buffer("scales", torch.ones(2))
+            # added to the squared distances of a training image's own cells: more than any two training
+            # cells are apart (fitted: 4 R^2 + 1, R the largest centred cell's length)
+            self.register_buffer("skip_penalty", torch.tensor(1.0))
 
     def histograms(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [0, 1] -> (N, cells, bins) unit-length orientation histograms."""
@@ -234,7 +234,7 @@ class GradientKnn(AnomalyModel):
         sq = torch.matmul(torch.cat([desc, torch.ones_like(desc[:, :, :1])], dim=2), terms)
         # the sample's own cells are pushed out of reach per image (N, 1, K), not per cell (a float gather:
         # some runtimes gather no booleans)
-        penalty = torch.where(itself, SKIP_PENALTY, 0.0).to(sq.dtype)
+        penalty = torch.where(itself, self.skip_penalty, 0.0).to(sq.dtype)
         sq = sq + penalty.index_select(1, self.cell_source).unsqueeze(1)
         nearest = bank.index_select(0, sq.argmin(dim=2).flatten()).view(desc.shape)
         return torch.sqrt(((desc - nearest) ** 2).sum(dim=2))
@@ -313,6 +313,10 @@ class GradientKnn(AnomalyModel):
         self.cell_bank = (cells[picked] - mean).to(device)
         self.cell_source = (picked // raw.shape[1]).to(device)
         self.params["n_cells"] = len(picked)
+        # |a - b|^2 <= 4 R^2 for any two cells within R of the mean: the sample's own cells then lose to every
+        # other cell (only training images have own cells in the bank)
+        reach = float(((cells - mean) ** 2).sum(dim=1).max())
+        self.skip_penalty = torch.tensor(4.0 * reach + 1.0, device=device)
         self.scales = torch.ones(2, device=device)
         probe = raw[
             torch.from_numpy(np.linspace(0, len(raw) - 1, min(len(raw), SCALE_IMAGES)).round()).long()
