@@ -62,12 +62,12 @@ def test_map_and_score_match_a_float64_reference(shape: tuple[int, int, int], pa
     assert model.params["colour_weight"] != "auto"  # fitted to a number
     with torch.no_grad():
         got = model(test).double().numpy()
-    want_scores = reference_scores(test.numpy(), _raw_bank(model), model.params, _anywhere(model))
+    cells = reference_maps(test.numpy(), _raw_bank(model), model.params, _anywhere(model))
+    want_scores = reference_scores(cells, model.params["topk"])
     if not model.params["map"]:
         np.testing.assert_allclose(got, want_scores, rtol=2e-4, atol=1e-6)
         return
     g = model.params["grid"]
-    cells = reference_maps(test.numpy(), _raw_bank(model), model.params, _anywhere(model))
     ch, cw = shape[1] // g, shape[2] // g
     np.testing.assert_allclose(got, np.repeat(np.repeat(cells, ch, axis=1), cw, axis=2), rtol=2e-4, atol=1e-6)
     # the bundle's map score (top-k mean over topk cells' pixels) is the mean of the topk largest cells

@@ -413,12 +413,7 @@ def reference_maps(
     return dist.reshape(n, grid, grid)
 
 
-def reference_scores(
-    x: np.ndarray,
-    bank: np.ndarray,
-    params: dict[str, Any],
-    anywhere: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
-) -> np.ndarray:
-    """Mean of the `topk` largest cells of `reference_maps`."""
-    dist = reference_maps(x, bank, params, anywhere).reshape(len(x), -1)
-    return np.sort(dist, axis=1)[:, ::-1][:, : int(params["topk"])].mean(axis=1)
+def reference_scores(maps: np.ndarray, topk: int) -> np.ndarray:
+    """Mean of the `topk` largest cells of each of `reference_maps`' maps."""
+    dist = np.asarray(maps).reshape(len(maps), -1)
+    return np.sort(dist, axis=1)[:, ::-1][:, :topk].mean(axis=1)
