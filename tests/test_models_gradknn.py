@@ -173,6 +173,14 @@ def test_a_scratch_on_a_shifted_surface_scores_above_clean_shifted_ones() -> Non
     assert auroc(_fitted((1, 64, 64), train, anywhere=0)) <= 0.75
 
 
+@pytest.mark.parametrize(
+    ("shape", "grid"),
+    [((1, 256, 256), 16), ((3, 128, 128), 8), ((1, 96, 128), 8), ((1, 256, 192), 8), ((1, 32, 32), 8)],
+)
+def test_grid_auto_keeps_16_pixel_cells_where_it_can(shape: tuple[int, int, int], grid: int) -> None:
+    assert build_model("grad-knn", shape, {}).params["grid"] == grid
+
+
 def test_greedy_coreset_matches_farthest_first_in_float64() -> None:
     points = torch.randn(300, 5, generator=torch.Generator().manual_seed(4))
     x = points.double().numpy()
@@ -215,6 +223,7 @@ def test_bank_is_thinned_evenly_and_survives_a_checkpoint(tmp_path: Path) -> Non
         ((1, 32, 32), {"map": "yes"}, "map must be true or false, got 'yes'"),
         ((1, 32, 32), {"colour_weight": -1}, "colour_weight must be 'auto' or a number >= 0, got -1"),
         ((1, 32, 32), {"colour_weight": "high"}, "colour_weight must be 'auto' or a number >= 0, got 'high'"),
+        ((1, 32, 32), {"grid": "fine"}, "grid must be 'auto' or a whole number, got 'fine'"),
         ((1, 32, 32), {"anywhere": -1}, "anywhere must be a whole number of cells >= 0, got -1"),
         ((1, 32, 32), {"anywhere": 2.5}, "anywhere must be a whole number of cells >= 0, got 2.5"),
         ((1, 32, 32), {"nearest": "cell"}, r"anywhere needs nearest 'image' \(set --param anywhere=0"),

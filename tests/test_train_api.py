@@ -368,6 +368,27 @@ def test_small_images_keep_their_size(tmp_path, side, expected):
     assert bundle.input_shape == (1, expected, expected)
 
 
+@pytest.mark.parametrize(("side", "expected"), [(300, 256), (256, 256), (200, 192), (150, 144), (100, 112)])
+def test_an_image_set_for_grad_knn_is_read_at_up_to_256(tmp_path, side, expected):
+    """grad-knn's `image_set_side`: big images at 256 with 16 px cells, never blown up; frames in time order
+    (here the same images handed over as ordered frames) stay at the common 128."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    frames = [rng.integers(0, 255, (side, side + 4), dtype=np.uint8) for _ in range(12)]
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i}.png"), frame)
+    bundle = train_bundle(folder, out=tmp_path / "m", threads=1, progress=False)
+    assert bundle.model_type == "grad-knn" and bundle.meta["data"]["split"] == "random"
+    assert bundle.meta["preprocess"]["image"]["size"] == [expected, expected]
+    assert bundle.meta["model"]["params"]["grid"] == (expected // 16 if expected >= 144 else 8)
+    if side == 300:
+        video = train_bundle(frames=frames, out=tmp_path / "v", threads=1, progress=False)
+        assert video.meta["data"]["split"] == "temporal"
+        assert video.meta["preprocess"]["image"]["size"] == [128, 128]
+        assert video.meta["model"]["params"]["grid"] == 8
+
+
 def test_half_a_jpeg_is_corrupt_not_a_grey_training_image(tmp_path):
     from edgeanom.data import truncated_jpeg
 

@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--work", type=Path, default=common.REPO_ROOT / "build" / "quality" / "mvtec_bottle")
     common.add_image_set_options(p)
-    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--image-size", type=int, default=None, help="train's --image-size (default: train's)")
     p.add_argument("--color", default="rgb")
     p.add_argument("--loss", default=None, help="train's --loss (default: train's, l2)")
     p.add_argument(
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "model": bundle.model_type,
             "params": bundle.meta["model"]["params"],
-            "image_size": args.image_size,
+            "image_size": bundle.meta["preprocess"]["image"]["size"],
             "color": args.color,
             "loss": bundle.meta["model"]["train"]["loss"],
             "val_fraction": "train's default" if args.val_fraction is None else args.val_fraction,

@@ -47,6 +47,9 @@ class ModelInfo:
     packed_frames = 3  # frames packed per input with --frame-pack (video models)
     trainable = True  # False: `prepare` fits it from the training data alone (a memory bank); no epochs
     map_normalize = True  # image maps: train fits per-pixel statistics (score.map.normalize) unless False
+    # the default model side for an image set (not frames in time order) whose images are at least this big;
+    # None: the common default (train.prepare.DEFAULT_IMAGE_SIDE)
+    image_set_side: Optional[int] = None
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from edgeanom.models import default_model, get_model, model_kinds
 from edgeanom.models.registry import resolve_params
 from edgeanom.train.config import TrainOptions, build_options, default_threshold, resolve_threads
 from edgeanom.train.prepare import (
+    DEFAULT_IMAGE_SIDE,
     Prepared,
     frame_pack_count,
     frame_pack_spacing,
@@ -206,7 +207,9 @@ def _prepare(
         records, ordered, source, skipped, n_warmup = _image_records(
             frames if frames is not None else data, labels, opts
         )
-        return prepare_images(records, ordered, opts, source, skipped, n_warmup)
+        # a model may see more of an image set than of frames, where `run` must keep up with the camera
+        side = None if ordered else get_model(model_type).image_set_side
+        return prepare_images(records, ordered, opts, source, skipped, n_warmup, side or DEFAULT_IMAGE_SIDE)
     source = next(v for v in (data, table, series) if v is not None)
     if frames is not None:
         raise EdgeanomError(f"{kind} models need numbers: pass table=, series= or a CSV/Parquet path")

@@ -110,23 +110,32 @@ def frame_pack_count(opts: TrainOptions) -> int:
     return count
 
 
-def size_from_frames(frames: list[np.ndarray]) -> tuple[int, int]:
-    """The default model size: 128 x 128, or for small images (a 28 x 28 folder) their own smaller side
-    rounded up to a multiple of 16 (at least 32), so small images are not blown up to 128."""
+def size_from_frames(frames: list[np.ndarray], preferred: int = DEFAULT_IMAGE_SIDE) -> tuple[int, int]:
+    """The default model size, square: `preferred` (128, or the model's `image_set_side` for an image set)
+    when the images' smaller side is at least that; between 128 and it, that side rounded down to a multiple
+    of 16 (images are never blown up); below 128 (a 28 x 28 folder) their side rounded up to a multiple of 16,
+    at least 32, so small images are not blown up to 128."""
     side = min(min(f.shape[:2]) for f in frames)
+    if side >= preferred:
+        return (preferred, preferred)
     if side >= DEFAULT_IMAGE_SIDE:
-        return (DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE)
+        rounded = side // SMALL_IMAGE_MULTIPLE * SMALL_IMAGE_MULTIPLE
+        return (rounded, rounded)
     rounded = max(MIN_IMAGE_SIDE, -(-side // SMALL_IMAGE_MULTIPLE) * SMALL_IMAGE_MULTIPLE)
     return (rounded, rounded)
 
 
 def preprocess_frames(
-    records: Iterable[FrameRecord], size: Optional[tuple[int, int]], color: str, packed: int = 0
+    records: Iterable[FrameRecord],
+    size: Optional[tuple[int, int]],
+    color: str,
+    packed: int = 0,
+    preferred_side: int = DEFAULT_IMAGE_SIDE,
 ) -> tuple[np.ndarray, list[FrameRecord], str]:
     """Decode-order records -> (N, C, H, W) float32 via ImagePreprocessor; frames are dropped after use.
 
     `color='auto'` picks gray when the first frames have no colour; `size` None picks it from the first
-    frames (`size_from_frames`). `packed` = T: the records hold frames packed T to a sample (`FramePacker`).
+    frames (`size_from_frames`, towards `preferred_side`). `packed` = T: the records hold frames packed T to a sample (`FramePacker`).
     Returned records keep metadata only.
     """
     it: Iterator[FrameRecord] = iter(records)
@@ -134,7 +143,7 @@ def preprocess_frames(
     if not head:
         raise EdgeanomError("no frames could be decoded")
     if size is None:
-        size = size_from_frames([r.frame for r in head])
+        size = size_from_frames([r.frame for r in head], preferred_side)
     if color == "auto":
         color = "gray" if is_gray_content([r.frame for r in head]) else "rgb"
     pre = ImagePreprocessor(size, color, packed, NEW_BUNDLE_RESIZE)
@@ -166,6 +175,7 @@ def prepare_images(
     source: str,
     skipped: Any,
     n_warmup: Callable[[], int] = lambda: 0,
+    preferred_side: int = DEFAULT_IMAGE_SIDE,
 ) -> Prepared:
     spacing = frame_pack_spacing(opts)
     try:
@@ -174,6 +184,7 @@ def prepare_images(
             image_size(opts.image_size),
             "rgb" if spacing else opts.color,
             frame_pack_count(opts) if spacing else 0,
+            preferred_side,
         )
     except EdgeanomError as exc:
         if str(exc) != "no frames could be decoded":
