@@ -252,7 +252,9 @@ def add_image_set_options(parser: Any) -> None:
         "or temporal (the last 20%% of the sorted images; the rows measured before 2026-12-03)",
     )
     parser.add_argument("--model", default=None, help="model type (default: train's default for images)")
-    parser.add_argument("--threshold", default=None, help="train's --threshold (default: train's, fpr:0.01)")
+    parser.add_argument(
+        "--threshold", default=None, help="train's --threshold (default: train's, fpr:0.05 for an image set)"
+    )
 
 
 def param_options(texts: Sequence[str]) -> dict[str, Any]:

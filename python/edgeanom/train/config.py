@@ -47,7 +47,7 @@ class TrainOptions:
     )
     threshold: Optional[str] = None  # None: `default_threshold` (fpr:0.05 image sets, fpr:0.01 frames, ...)
     # images
-    image_size: Optional[Any] = None  # int or [H, W]; default 128
+    image_size: Optional[Any] = None  # int or [H, W]; default 128 (a model's image_set_side for image sets)
     color: str = "auto"  # auto | gray | rgb
     frame_step: int = 1
     frame_pack: int = 0  # S > 0: pack grey frames t-2S, t-S, t as channels (video models); 0: off

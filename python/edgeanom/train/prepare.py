@@ -135,8 +135,8 @@ def preprocess_frames(
     """Decode-order records -> (N, C, H, W) float32 via ImagePreprocessor; frames are dropped after use.
 
     `color='auto'` picks gray when the first frames have no colour; `size` None picks it from the first
-    frames (`size_from_frames`, towards `preferred_side`). `packed` = T: the records hold frames packed T to a sample (`FramePacker`).
-    Returned records keep metadata only.
+    frames (`size_from_frames`, towards `preferred_side`). `packed` = T: the records hold frames packed T to a
+    sample (`FramePacker`). Returned records keep metadata only.
     """
     it: Iterator[FrameRecord] = iter(records)
     head = list(itertools.islice(it, 8))
