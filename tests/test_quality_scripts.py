@@ -403,3 +403,17 @@ def test_frame_pred_copies_past_and_exports_to_onnx(tmp_path: Path) -> None:
         0
     ]
     np.testing.assert_allclose(got, y.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "script",
+    sorted(p.name for p in QUALITY.glob("*.py") if p.name != "common.py"),
+)
+def test_every_script_prints_its_help(script: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--help` must work: argparse formats every help text with %, so a bare '%' breaks only this."""
+    import importlib
+
+    module = importlib.import_module(script.removesuffix(".py"))
+    with pytest.raises(SystemExit) as done:
+        module.parse_args(["--help"])
+    assert done.value.code == 0 and "usage:" in capsys.readouterr().out

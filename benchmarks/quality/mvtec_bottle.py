@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--unaligned",
         action="store_true",
-        help=f"turn each image by up to +-{MAX_TURN:g} degrees and shift it by up to {MAX_SHIFT:.0%} (seeded)",
+        help=f"turn each image by up to +-{MAX_TURN:g} degrees and shift it by up to {MAX_SHIFT:.0%}% (seeded)",
     )
     common.add_param_option(p)
     p.add_argument(
