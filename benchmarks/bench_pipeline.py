@@ -241,9 +241,8 @@ def hand_loop(bundle: Bundle, video: Path, frames: int, torch_threads: int = 0) 
             )
             x = torch.from_numpy(img).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
             out = model(x).numpy()[0]
-            err = (
-                out if out.ndim == 2 else ((x.numpy()[0] - out) ** 2).mean(axis=0)
-            )  # the model's map, or d^2
+            # the model's map, or the squared reconstruction error
+            err = out if out.ndim == 2 else ((x.numpy()[0] - out) ** 2).mean(axis=0)
             if sigma > 0:
                 err = cv2.GaussianBlur(err, (0, 0), sigma)
             scores.append(float(np.partition(err.ravel(), -k)[-k:].mean()))

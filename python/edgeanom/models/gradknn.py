@@ -301,7 +301,7 @@ class GradientKnn(AnomalyModel):
             bank = torch.cat([bank, colour * weight], dim=2)
         limit = int(self.params["max_bank"])
         if len(bank) > limit:
-            bank = bank[torch.from_numpy(np.linspace(0, len(bank) - 1, limit).round().astype(np.int64))]
+            bank = bank[evenly_spaced(len(bank), limit)]
         raw = bank
         if self.params["nearest"] == "image":
             mean = bank.mean(dim=0)
@@ -326,19 +326,22 @@ class GradientKnn(AnomalyModel):
         # other cell (only training images have own cells in the bank)
         reach = float(((cells - mean) ** 2).sum(dim=1).max())
         self.skip_penalty = torch.tensor(4.0 * reach + 1.0, device=device)
-        self.scales = torch.ones(2, device=device)
-        probe = raw[
-            torch.from_numpy(np.linspace(0, len(raw) - 1, min(len(raw), SCALE_IMAGES)).round()).long()
-        ]
+        probe = raw[evenly_spaced(len(raw), SCALE_IMAGES)]
         sums = torch.zeros(2, dtype=torch.float64)
         # a few images at a time: the anywhere half holds (images, cells, K) distances
         for chunk in probe.split(SCALE_CHUNK):
-            aligned, itself = self._aligned(chunk.to(device))
-            anywhere = self._anywhere(chunk.to(device), itself)
+            chunk = chunk.to(device)
+            aligned, itself = self._aligned(chunk)
+            anywhere = self._anywhere(chunk, itself)
             sums += torch.stack([aligned.double().sum(), anywhere.double().sum()]).cpu()
         means = (sums / (len(probe) * raw.shape[1])).tolist()
         # no spread at all (one image, identical images): unit scales, the map is then the plain sum
         self.scales = torch.tensor([m if m > 1e-9 else 1.0 for m in means], device=device)
+
+
+def evenly_spaced(n: int, count: int) -> torch.Tensor:
+    """Indices of `count` of `n` rows spread evenly from the first to the last (all of them when n <= count)."""
+    return torch.from_numpy(np.linspace(0, n - 1, min(n, count)).round().astype(np.int64))
 
 
 def auto_grid(h: int, w: int) -> int:
