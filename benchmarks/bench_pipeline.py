@@ -10,6 +10,9 @@ speed) on ONNX Runtime CPU, in one process:
   (c) the obvious hand-written loop: cv2 read -> resize -> torch eager (batch 1) -> NumPy error map and score
       (the model's own map for a model that outputs one).
 
+  (l) the CPU-bound limit: all cores busy, each frame costing its decode, its preprocessing and its share of (a)'s
+      inference CPU time, each measured alone. Any pipeline is at most (l); (b)/(a) at most (l)/(a).
+
 Targets: (b) >= 90% of (a) at the same batch size; (b) >= 2x (c). Also: batch-1 end-to-end latency of a
 camera-paced stream (p50/p99), and 4 streams batched together (one frame per stream per batch).
 
@@ -147,6 +150,48 @@ def backend_alone(
         "frames_per_cpu_s": n * batch / cpu,
         "batch": batch,
         "ms_per_batch": 1000 * dt / n,
+    }
+
+
+def decode_and_preprocess(bundle: Bundle, video: Path, frames: int) -> dict[str, Any]:
+    """CPU-ms per frame of the work `run` does that the bare backend does not: decoding the video and the bundle's
+    preprocessing (resize, colour, float CHW), each timed alone on one thread."""
+    import cv2
+
+    from edgeanom.preprocess import Preprocessor
+
+    cap = cv2.VideoCapture(str(video))
+    decoded: list[np.ndarray] = []
+    c0 = time.process_time()
+    while len(decoded) < frames:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        decoded.append(frame)
+    decode = (time.process_time() - c0) / max(1, len(decoded))
+    cap.release()
+    image = Preprocessor(bundle).image
+    assert image is not None
+    out = np.empty((1, *image.sample_shape), dtype=np.float32)
+    c0 = time.process_time()
+    for frame in decoded:
+        image([frame], out=out)
+    preprocess = (time.process_time() - c0) / max(1, len(decoded))
+    return {"decode_cpu_ms": 1000 * decode, "preprocess_cpu_ms": 1000 * preprocess, "frames": len(decoded)}
+
+
+def cpu_bound_limit(backend: dict[str, Any], feed: dict[str, Any], cores: int) -> dict[str, Any]:
+    """The most frames/s any pipeline can deliver here: every core busy, and each frame costing the CPU time of its
+    decode, its preprocessing and its share of inference (from the bare backend's frames per CPU-second). No
+    overlap, queue or thread can beat it; (a) does not pay the first two, so (b)/(a) cannot exceed limit/(a)."""
+    infer_ms = 1000.0 / backend["frames_per_cpu_s"]
+    per_frame = feed["decode_cpu_ms"] + feed["preprocess_cpu_ms"] + infer_ms
+    return {
+        "fps": 1000.0 * cores / per_frame,
+        "cpu_ms_per_frame": per_frame,
+        "inference_cpu_ms": infer_ms,
+        **feed,
+        "cores": cores,
     }
 
 
@@ -351,9 +396,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         # Rounds run every case once, so a change in machine load hits all cases alike (shared CPUs).
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+        runs["l_cpu_bound_limit"] = []
         for round_no in range(R):
             for name, fn in cases.items():
                 runs[name].append(fn())
+            feed = decode_and_preprocess(bundle, video, args.frames)
+            runs["l_cpu_bound_limit"].append(
+                cpu_bound_limit(runs["a_backend"][-1], feed, os.cpu_count() or 1)
+            )
             console.print(f"round {round_no + 1}/{R} done")
         results: dict[str, Any] = {name: median_of(r) for name, r in runs.items()}
         results["c_hand_loop"] = max(
@@ -368,8 +418,19 @@ def main(argv: list[str] | None = None) -> int:
     a1, b1 = results["a_backend_batch1"]["fps"], results["b_pipeline_batch1"]["fps"]
     hand_default = results["c_hand_loop_default_threads"]["fps"]
     hd_fast, hd_area = results["b_pipeline_720p_fast_area"], results["b_pipeline_720p_area"]
+    limit = results["l_cpu_bound_limit"]["fps"]
     targets = {
         "pipeline_vs_backend": ratio_target(b / a, TARGET_VS_BACKEND, batch=B),
+        "pipeline_vs_cpu_bound_limit": ratio_target(
+            b / limit,
+            TARGET_VS_BACKEND,
+            note="how much of what this CPU allows once frames are decoded and preprocessed (l) run delivers",
+        ),
+        "cpu_bound_limit_vs_backend": ratio_target(
+            limit / a,
+            TARGET_VS_BACKEND,
+            note="informational: the highest (b)/(a) any pipeline can reach on this machine with this model",
+        ),
         "pipeline_vs_hand_loop": ratio_target(
             b / c, 2.0, hand_loop="the faster of torch default threads and torch 1 thread"
         ),
@@ -432,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         ("(a) backend alone", "a_backend"),
         ("(a) backend, ORT default spinning", "a_backend_ort_default_spin"),
         ("(b) run pipeline", "b_pipeline"),
+        ("(l) CPU-bound limit: decode + preprocess + infer", "l_cpu_bound_limit"),
         ("(c) hand loop, torch default threads", "c_hand_loop_default_threads"),
         ("(c) hand loop, torch 1 thread", "c_hand_loop_1_thread"),
         ("(a) backend alone", "a_backend_batch1"),
@@ -453,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, key in rows:
         r = results[key]
         batch = r.get("batch", r.get("batch_per_stream", 1) * r.get("streams", 1))
+        if key.startswith("l_"):
+            batch = B
         table.add_row(
             label,
             str(1 if key.startswith("c_") else batch),
