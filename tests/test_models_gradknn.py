@@ -85,7 +85,7 @@ def test_a_training_image_scores_against_the_others(colour_weight: float) -> Non
     (leave-one-out; every cell is in the position-free bank here, 9 x 64 < `anywhere`)."""
     train = torch.rand(9, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     model = _fitted((1, 32, 32), train, colour_weight=colour_weight)
-    assert model.leave_one_out()
+    assert model.leave_one_out(model.params)
     for i in (0, 4):
         others = _fitted((1, 32, 32), torch.cat([train[:i], train[i + 1 :]]), colour_weight=colour_weight)
         others.scales = model.scales  # the two halves' units are fitted on the whole bank
@@ -93,7 +93,8 @@ def test_a_training_image_scores_against_the_others(colour_weight: float) -> Non
             mine, theirs = model(train[i : i + 1]), others(train[i : i + 1])
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
         assert float(mine.max()) > 0.1
-    assert not build_model("grad-knn", (1, 32, 32), {"nearest": "cell", "anywhere": 0}).leave_one_out()
+    by_cell = build_model("grad-knn", (1, 32, 32), {"nearest": "cell", "anywhere": 0})
+    assert not by_cell.leave_one_out(by_cell.params)
 
 
 def test_bundles_saved_before_the_colour_term_keep_their_scores() -> None:

@@ -126,7 +126,8 @@ def test_image_bundle_skips_corrupt_files_and_detects_defects(tmp_path, image_da
     assert report["auroc"] > 0.9, report
     assert bundle.threshold.method == "fpr:0.05"  # an image set's default: a promised false-alarm rate
     cal = report["calibration"]
-    assert cal["expected_far"] == 0.05 and isinstance(cal["held"], bool)
+    n = bundle.threshold.stats["n"]  # a few held-out images: the threshold is their maximum
+    assert n < 12 and cal["expected_far"] == pytest.approx(1 / (n + 1)) and isinstance(cal["held"], bool)
     assert set(report["recall_at_far"]) == {"0.01", "0.05"}
     assert report["per_class"]["scratch"]["auroc_vs_normal"] == pytest.approx(report["auroc"])
 
@@ -387,6 +388,39 @@ def test_an_image_set_for_grad_knn_is_read_at_up_to_256(tmp_path, side, expected
         assert video.meta["data"]["split"] == "temporal"
         assert video.meta["preprocess"]["image"]["size"] == [128, 128]
         assert video.meta["model"]["params"]["grid"] == 8
+
+
+def test_a_handful_of_good_images_is_enough_for_the_image_default(tmp_path):
+    """grad-knn scores each image against the others, so three good parts train a bundle (the split keeps one
+    for validation and the bank takes all three); one image cannot, and a trained model still needs two each
+    side of its split. The threshold, the maximum of three leave-one-out scores, says it expects 1/4 false
+    alarms, and `edgeanom train` warns that the 5% asked for is out of reach."""
+    from typer.testing import CliRunner
+
+    from edgeanom.cli.main import app
+
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    bundle = train_bundle(folder, out=tmp_path / "m", threads=1, progress=False)
+    assert bundle.model_type == "grad-knn" and bundle.meta["model"]["params"]["n_bank"] == 3
+    tail = bundle.threshold.stats["tail"]
+    assert bundle.threshold.stats["n"] == 3 and tail["expected_far"] == pytest.approx(0.25)
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(folder), "--out", str(tmp_path / "cli")], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "fpr:0.05 asked for 5.0% false alarms, but 3 normal scores" in result.output
+    assert "expect 25.0%" in result.output
+    one = tmp_path / "one"
+    one.mkdir()
+    cv2.imwrite(str(one / "0.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    with pytest.raises(EdgeanomError, match=r"1 normal images .*\(need at least 1 each\)"):
+        train_bundle(one, out=tmp_path / "m1", threads=1, progress=False)
+    with pytest.raises(EdgeanomError, match=r"3 normal images .*\(need at least 2 each\)"):
+        train_bundle(folder, model="conv-ae", out=tmp_path / "m2", **FAST)
 
 
 def test_half_a_jpeg_is_corrupt_not_a_grey_training_image(tmp_path):

@@ -93,6 +93,41 @@ def test_fpr_threshold_extrapolates_the_tail_and_says_how_sure_it_is():
     assert tail["method"] == "empirical" and abs(float((many > t).mean()) - 0.01) < 1e-3
 
 
+def test_empirical_fpr_threshold_promises_the_rate_it_delivers():
+    """Where enough scores lie above it, the threshold is an order statistic: the expected false-alarm rate
+    recorded is the one a new normal score meets (checked against the true rate of the scores' law), and its
+    90% interval holds that rate about 90% of the time."""
+    from scipy.stats import gamma
+
+    from edgeanom.calibration import fpr_threshold
+
+    rng = np.random.default_rng(3)
+    true_rates, covered = [], 0
+    for _ in range(300):
+        t, tail = fpr_threshold(rng.gamma(2.0, 1.0, 250), 0.05)
+        rate = float(gamma.sf(t, 2.0))
+        true_rates.append(rate)
+        lo, hi = tail["far_interval_90"]
+        covered += lo <= rate <= hi
+    assert tail["method"] == "empirical" and tail["requested_far"] == 0.05
+    assert tail["expected_far"] == pytest.approx(12 / 251)  # the 12th largest of 250
+    assert float(np.mean(true_rates)) == pytest.approx(12 / 251, abs=0.003)
+    assert 0.85 <= covered / 300 <= 0.95
+
+
+@pytest.mark.parametrize("n", [2, 5, 11])
+def test_a_few_scores_say_the_rate_their_maximum_gives(n):
+    """Fewer than 12 scores leave no tail to fit: the threshold is their maximum, and the bundle records the
+    1 / (n + 1) false alarms that come with it (not the 5% asked for), with an interval that holds it."""
+    scores = np.random.default_rng(n).gamma(2.0, 1.0, n)
+    t = calibrate("fpr:0.05", scores)
+    tail = t.stats["tail"]
+    assert t.value == pytest.approx(scores.max())
+    assert tail["expected_far"] == pytest.approx(1 / (n + 1)) and tail["requested_far"] == 0.05
+    lo, hi = tail["far_interval_90"]
+    assert 0 < lo < 1 / (n + 1) < hi < 1
+
+
 @pytest.mark.parametrize("n", [60, 209, 5000])
 def test_fpr_threshold_of_identical_scores_is_that_score(n):
     """Normal data that never varies (one image, repeated) leaves no tail to fit: the threshold is the score

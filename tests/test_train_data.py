@@ -157,6 +157,10 @@ def test_splits():
         split_counts(4, 0.2, "rows")
     with pytest.raises(EdgeanomError, match="--val-fraction must be between 0 and 1"):
         split_counts(100, 1.5, "rows")
+    # a leave-one-out bank: one image either side is enough, and a fraction that rounds to none keeps one
+    assert split_counts(4, 0.2, "images", min_each=1) == 1 and split_counts(2, 0.2, "images", min_each=1) == 1
+    with pytest.raises(EdgeanomError, match=r"1 normal images .*\(need at least 1 each\)"):
+        split_counts(1, 0.2, "images", min_each=1)
 
 
 def test_sensor_rows_are_put_in_time_order_and_say_so() -> None:

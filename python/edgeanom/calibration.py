@@ -5,9 +5,13 @@ Methods (the `--threshold` value):
 - ``contamination:P`` expect a fraction P of anomalies: the (1 - P) quantile (e.g. ``contamination:0.01``)
 - ``sigma:K``        mean + K standard deviations of held-out normal scores
 - ``fpr:R``          the threshold whose false-alarm rate on unseen normal data is expected to be R: the
-                     empirical (1 - R) quantile when the held-out scores have at least 10 exceedances of it,
-                     else extrapolated from a generalised Pareto fit to their upper tail (so 50 held-out
-                     images can still promise 1%); the expected rate and a 90% bootstrap interval are recorded
+                     k-th largest of n held-out scores with k = floor(R (n + 1)) when that leaves at least 10
+                     of them above it (a new normal score exceeds it with probability k / (n + 1), and the rate
+                     it will see follows Beta(k, n + 1 - k): no assumption about the scores), else extrapolated
+                     from a generalised Pareto fit to their upper tail (so 50 held-out images can still promise
+                     1%; a 90% bootstrap interval). Under 12 scores there is no tail to fit: the threshold is an
+                     order statistic and the record says the rate that truly comes with it (1 / (n + 1) for the
+                     maximum), which can be well above R
 - ``f1``             the threshold with the best F1 on a labelled validation set
 """
 
@@ -148,33 +152,41 @@ def fpr_threshold(scores: np.ndarray, rate: float, seed: int = 0) -> tuple[float
     n = finite.size
     ordered = np.sort(finite)
     if rate * n >= MIN_EXCEEDANCES or n < 12:
-        allowed = int(np.floor(rate * n))  # flag score > t: at most R * n held-out scores above it
-        threshold = float(ordered[::-1][min(allowed, n - 1)])
-        method = "empirical"
-        fit = None
-    else:
-        fit = _fit_tail(finite)
-        threshold = max(_gpd_quantile(*fit, rate), float(ordered[-1]) if rate * n < 1 else float("-inf"))
-        method = "generalised Pareto tail"
+        # Exchangeable scores: a new one lands above the k-th largest of n with probability k / (n + 1), and the
+        # probability mass above that order statistic is Beta(k, n + 1 - k) distributed (the classical coverage
+        # of order statistics), so the expectation and its interval are exact whatever the scores' law.
+        from scipy.stats import beta
+
+        k = min(max(1, int(np.floor(rate * (n + 1)))), n)
+        threshold = float(ordered[n - k])
+        lo, hi = (float(v) for v in beta.ppf([0.05, 0.95], k, n + 1 - k))
+        return threshold, {
+            "method": "empirical",
+            "n": int(n),
+            "expected_far": k / (n + 1),
+            "far_interval_90": [lo, hi],
+            "requested_far": float(rate),
+        }
+    fit = _fit_tail(finite)
+    threshold = max(_gpd_quantile(*fit, rate), float(ordered[-1]) if rate * n < 1 else float("-inf"))
     # how sure is that rate: refit on bootstrap resamples of the held-out scores and read each one's rate at t
     rng = np.random.default_rng(seed)
-    rates = []
-    for _ in range(BOOTSTRAP):
-        sample = rng.choice(finite, size=n, replace=True)
-        if fit is None:
-            rates.append(float((sample > threshold).mean()))
-        else:
-            rates.append(_gpd_exceedance(*_fit_tail(sample), threshold))
+    rates = [
+        _gpd_exceedance(*_fit_tail(rng.choice(finite, size=n, replace=True)), threshold)
+        for _ in range(BOOTSTRAP)
+    ]
     lo, hi = (float(v) for v in np.quantile(rates, [0.05, 0.95]))
-    record: dict[str, Any] = {
-        "method": method,
+    return threshold, {
+        "method": "generalised Pareto tail",
         "n": int(n),
         "expected_far": float(rate),
         "far_interval_90": [lo, hi],
+        "requested_far": float(rate),
+        "u": fit[0],
+        "xi": fit[1],
+        "sigma": fit[2],
+        "tail_fraction": fit[3],
     }
-    if fit is not None:
-        record.update(u=fit[0], xi=fit[1], sigma=fit[2], tail_fraction=fit[3])
-    return threshold, record
 
 
 def calibrate(

@@ -626,21 +626,26 @@ def single_source(**sources: Any) -> str:
 
 
 # --- splits ------------------------------------------------------------------------------------------------
-def split_counts(n: int, val_fraction: float, what: str) -> int:
-    """Number of validation samples; a clear error when either side would be too small."""
+def split_counts(n: int, val_fraction: float, what: str, min_each: int = 2) -> int:
+    """Number of validation samples; a clear error when either side would keep fewer than `min_each`.
+    With `min_each` 1 a small set keeps one validation sample where the fraction rounds to none."""
     if not 0.0 < val_fraction < 1.0:
         raise EdgeanomError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     n_val = round(n * val_fraction)
-    if n_val < 2 or n - n_val < 2:
+    if min_each == 1 and n_val == 0:
+        n_val = 1
+    if n_val < min_each or n - n_val < min_each:
         raise EdgeanomError(
             f"too little data for the validation split: {n} normal {what} with --val-fraction {val_fraction} "
-            f"leaves {n - n_val} for training and {n_val} for validation (need at least 2 each); add data"
+            f"leaves {n - n_val} for training and {n_val} for validation (need at least {min_each} each); add data"
         )
     return n_val
 
 
-def random_split(n: int, val_fraction: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    n_val = split_counts(n, val_fraction, what)
+def random_split(
+    n: int, val_fraction: float, seed: int, what: str, min_each: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    n_val = split_counts(n, val_fraction, what, min_each)
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 

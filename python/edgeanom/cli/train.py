@@ -440,4 +440,13 @@ def print_summary(bundle: Any) -> None:
         "threshold",
         f"{t.value:.6g} ({t.method}); {scored} mean {t.stats['mean']:.4g}, max {t.stats['max']:.4g}",
     )
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    tail = t.stats.get("tail") or {}
+    if tail.get("expected_far", 0.0) > 1.5 * tail.get("requested_far", 1.0):
+        lo, hi = tail["far_interval_90"]
+        console.print(
+            f"[yellow]warning:[/] {t.method} asked for {tail['requested_far']:.1%} false alarms, but {tail['n']} "
+            f"normal scores cannot place a threshold that far out: expect {tail['expected_far']:.1%} "
+            f"(90%: {lo:.1%}..{hi:.1%}); add normal data or give --threshold"
+        )

@@ -266,8 +266,9 @@ class GradientKnn(AnomalyModel):
         n, (ch, cw), g = dist.shape[0], self.cell, self.grid
         return dist.reshape(n, g, 1, g, 1).expand(n, g, ch, g, cw).reshape(n, g * ch, g * cw)
 
-    def leave_one_out(self) -> bool:
-        return self.params["nearest"] == "image"
+    @classmethod
+    def leave_one_out(cls, params: dict[str, Any]) -> bool:
+        return params["nearest"] == "image"
 
     def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:
         if not self.params["map"]:

@@ -55,11 +55,12 @@ class ModelInfo:
     def check_params(cls, params: dict[str, Any]) -> None:
         """Checks of resolved hyper-parameters that must fail before any data is read (files they name)."""
 
-    def leave_one_out(self) -> bool:
-        """Whether scoring one of its own training samples leaves that sample out (a memory bank that skips
-        the sample's own entry): its in-sample scores are then held-out scores, so train fits it on every
-        normal sample, validation split included, and calibrates on all of their scores (not for ordered data,
-        whose neighbours in time are near-copies)."""
+    @classmethod
+    def leave_one_out(cls, params: dict[str, Any]) -> bool:
+        """Whether, with these resolved hyper-parameters, scoring one of its own training samples leaves that
+        sample out (a memory bank that skips the sample's own entry): its in-sample scores are then held-out
+        scores, so train fits it on every normal sample, validation split included, and calibrates on all of
+        their scores (not for ordered data, whose neighbours in time are near-copies)."""
         return False
 
     def score_section(self, folder: Path, image_map: Optional[dict[str, Any]]) -> dict[str, Any]:

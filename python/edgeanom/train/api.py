@@ -207,9 +207,26 @@ def _prepare(
         records, ordered, source, skipped, n_warmup = _image_records(
             frames if frames is not None else data, labels, opts
         )
+        info = get_model(model_type)
         # a model may see more of an image set than of frames, where `run` must keep up with the camera
-        side = None if ordered else get_model(model_type).image_set_side
-        return prepare_images(records, ordered, opts, source, skipped, n_warmup, side or DEFAULT_IMAGE_SIDE)
+        side = None if ordered else info.image_set_side
+        # a bank that scores each image without itself calibrates on every image, validation split included:
+        # a few good images (an inspection set up from a handful of parts) are enough
+        few = (
+            not ordered
+            and not info.trainable
+            and info.leave_one_out(resolve_params(model_type, opts.params, info.defaults))
+        )
+        return prepare_images(
+            records,
+            ordered,
+            opts,
+            source,
+            skipped,
+            n_warmup,
+            side or DEFAULT_IMAGE_SIDE,
+            min_split=1 if few else 2,
+        )
     source = next(v for v in (data, table, series) if v is not None)
     if frames is not None:
         raise EdgeanomError(f"{kind} models need numbers: pass table=, series= or a CSV/Parquet path")
@@ -335,7 +352,7 @@ def _fit_torch(
         # A memory bank that scores its own samples leave-one-out is fitted on the validation split too and
         # calibrated on every sample's score; not for ordered data (video frames), whose neighbours in time are
         # near-copies that would make those scores optimistic: it keeps the held-out block as it is.
-        leave_one_out = not net.trainable and net.leave_one_out() and not _ordered(prepared)
+        leave_one_out = not net.trainable and net.leave_one_out(net.params) and not _ordered(prepared)
         result = fit(
             net,
             np.concatenate([prepared.train_x, prepared.val_x]) if leave_one_out else prepared.train_x,

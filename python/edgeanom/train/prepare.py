@@ -176,7 +176,10 @@ def prepare_images(
     skipped: Any,
     n_warmup: Callable[[], int] = lambda: 0,
     preferred_side: int = DEFAULT_IMAGE_SIDE,
+    min_split: int = 2,
 ) -> Prepared:
+    """Decode, resize and split image records. `min_split`: the fewest images either side of the split may
+    keep (1 for a bank that scores every image leave-one-out, which needs only two images in all)."""
     spacing = frame_pack_spacing(opts)
     try:
         x, recs, color = preprocess_frames(
@@ -198,7 +201,7 @@ def prepare_images(
     if ordered:
         tr, va = temporal_split([recs[i].sequence for i in normal], opts.val_fraction, "frames")
     else:
-        tr, va = random_split(normal.size, opts.val_fraction, opts.seed, "images")
+        tr, va = random_split(normal.size, opts.val_fraction, opts.seed, "images", min_each=min_split)
     anomalous = np.flatnonzero(labels == 1)
     h, w = int(x.shape[2]), int(x.shape[3])
     sigma = float(opts.blur_sigma) if opts.blur_sigma is not None else round(2.0 * min(h, w) / 128.0, 3)
