@@ -212,11 +212,7 @@ def _prepare(
         side = None if ordered else info.image_set_side
         # a bank that scores each image without itself calibrates on every image, validation split included:
         # a few good images (an inspection set up from a handful of parts) are enough
-        few = (
-            not ordered
-            and not info.trainable
-            and info.leave_one_out(resolve_params(model_type, opts.params, info.defaults))
-        )
+        few = _leave_one_out(info, resolve_params(model_type, opts.params, info.defaults), ordered)
         return prepare_images(
             records,
             ordered,
@@ -349,10 +345,7 @@ def _fit_torch(
         net = build_model(model_type, prepared.shape, opts.params)
         batch = int(opts.batch_size or (16 if prepared.kind == "image" else 64))
         wd = float(opts.weight_decay if opts.weight_decay is not None else net.weight_decay)
-        # A memory bank that scores its own samples leave-one-out is fitted on the validation split too and
-        # calibrated on every sample's score; not for ordered data (video frames), whose neighbours in time are
-        # near-copies that would make those scores optimistic: it keeps the held-out block as it is.
-        leave_one_out = not net.trainable and net.leave_one_out(net.params) and not _ordered(prepared)
+        leave_one_out = _leave_one_out(net, net.params, _ordered(prepared))
         result = fit(
             net,
             np.concatenate([prepared.train_x, prepared.val_x]) if leave_one_out else prepared.train_x,
@@ -450,6 +443,14 @@ def _scores_of(
             None if x is None else score_arrays(bundle, runner, x, batch, preprocessed=True).scores
             for x in sets
         ]
+
+
+def _leave_one_out(model: Any, params: dict[str, Any], ordered: bool) -> bool:
+    """Whether a model (class or instance) is a memory bank that scores its own samples leave-one-out: it is then
+    fitted on the validation split too and calibrated on every sample's score. Not for ordered data (video
+    frames), whose neighbours in time are near-copies that would make those scores optimistic: the held-out block
+    stays as it is."""
+    return not ordered and not model.trainable and model.leave_one_out(params)
 
 
 def _ordered(prepared: Prepared) -> bool:
