@@ -156,20 +156,20 @@ def backend_alone(
 def decode_and_preprocess(bundle: Bundle, video: Path, frames: int) -> dict[str, Any]:
     """CPU-ms per frame of the work `run` does that the bare backend does not: decoding the video and the bundle's
     preprocessing (resize, colour, float CHW), each timed alone on one thread."""
-    import cv2
-
     from edgeanom.preprocess import Preprocessor
+    from edgeanom.runtime.sources.files import VideoFileSource
 
-    cap = cv2.VideoCapture(str(video))
+    source = VideoFileSource(video)  # decoded exactly as `run --video` decodes it
+    source.open()
     decoded: list[np.ndarray] = []
     c0 = time.process_time()
     while len(decoded) < frames:
-        ok, frame = cap.read()
-        if not ok:
+        frame = source.read()
+        if frame is None:
             break
         decoded.append(frame)
     decode = (time.process_time() - c0) / max(1, len(decoded))
-    cap.release()
+    source.close()
     image = Preprocessor(bundle).image
     assert image is not None
     out = np.empty((1, *image.sample_shape), dtype=np.float32)

@@ -402,3 +402,45 @@ def test_loop_plays_a_video_again_with_frame_numbers_counting_on(scene: dict[str
     starts = [r["start_index"] for r in _read_jsonl(events) if r["kind"] == "event" and r["type"] == "end"]
     assert starts[: len(ANOMALIES)] == [a for a, _ in ANOMALIES]  # the second pass alarms again, later
     assert any(s >= FRAMES for s in starts)
+
+
+def test_a_small_video_decodes_on_one_ffmpeg_thread_and_every_frame_arrives(
+    scene: dict[str, Path], tmp_path: Path
+) -> None:
+    """`run` gives each stream its own capture thread, so for small frames FFmpeg's own frame threads are
+    switched off (they cost CPU that inference needs); the file still yields every frame, identical to OpenCV's
+    default decode. Frames over 640x480 keep FFmpeg's threads (the capture thread limits such a stream)."""
+    import cv2
+
+    from edgeanom.runtime.sources.files import DECODE_THREADS
+
+    large = tmp_path / "large.avi"
+    writer = cv2.VideoWriter(str(large), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (800, 608))
+    for _ in range(3):
+        writer.write(np.full((608, 800, 3), 120, np.uint8))
+    writer.release()
+    big = VideoFileSource(large)
+    big.open()
+    default = cv2.VideoCapture(str(large), cv2.CAP_FFMPEG)
+    assert big._cap.get(cv2.CAP_PROP_N_THREADS) == default.get(cv2.CAP_PROP_N_THREADS)
+    default.release()
+    assert sum(big.read() is not None for _ in range(4)) == 3
+    big.close()
+
+    source = VideoFileSource(scene["video"])
+    source.open()
+    assert source._cap.get(cv2.CAP_PROP_N_THREADS) == DECODE_THREADS == 1
+    ours = []
+    while (frame := source.read()) is not None:
+        ours.append(frame)
+    source.close()
+    cap = cv2.VideoCapture(str(scene["video"]))
+    theirs = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        theirs.append(frame)
+    cap.release()
+    assert len(ours) == len(theirs) == FRAMES
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))

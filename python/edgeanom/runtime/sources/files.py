@@ -12,6 +12,13 @@ from edgeanom.runtime.sources.base import CorruptInput
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm")
 MAX_CONSECUTIVE_BAD = 25  # decode failures in a row before a video is taken to have ended
+# FFmpeg decodes small frames on one thread: `run` already gives every stream its own capture thread, and
+# inference wants the other cores. FFmpeg's own frame threads cost CPU in hand-overs (2 cores: a 320x320 MPEG-4
+# frame 0.15 -> 0.095 CPU-ms; `run` 1216 -> 1326 frames/s in benchmarks/bench_pipeline.py). Larger frames keep
+# FFmpeg's threads: there the capture thread (decode + resize) is what limits one stream (1280x720 with the area
+# resize: 372 frames/s with them, 327 without), and the saving is small (1280x720 1.34 -> 1.23 CPU-ms).
+DECODE_THREADS = 1
+SMALL_FRAME_PIXELS = 640 * 480
 
 
 class VideoFileSource:
@@ -33,15 +40,27 @@ class VideoFileSource:
         self._pos = 0
         self._bad_run = 0
 
+    def _capture(self, threads: Optional[int]) -> Any:
+        """The file opened by OpenCV's FFmpeg backend, on `threads` decoding threads (None: FFmpeg's choice)."""
+        import cv2
+
+        cap = cv2.VideoCapture(
+            str(self.path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads] if threads else []
+        )
+        if not cap.isOpened():
+            cap.release()
+            raise EdgeanomError(f"cannot decode video '{self.path}' (OpenCV/FFmpeg could not open it)")
+        return cap
+
     def open(self) -> None:
         import cv2
 
         if not self.path.is_file():
             raise EdgeanomError(f"video file '{self.path}' does not exist")
-        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
-        if not cap.isOpened():
+        cap = self._capture(DECODE_THREADS)
+        if cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT) > SMALL_FRAME_PIXELS:
             cap.release()
-            raise EdgeanomError(f"cannot decode video '{self.path}' (OpenCV/FFmpeg could not open it)")
+            cap = self._capture(None)
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         self.frame_count = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
