@@ -192,6 +192,7 @@ def cpu_bound_limit(backend: dict[str, Any], feed: dict[str, Any], cores: int) -
         "inference_cpu_ms": infer_ms,
         **feed,
         "cores": cores,
+        "batch": backend["batch"],  # the inference share is (a)'s at this batch size
     }
 
 
@@ -515,8 +516,6 @@ def main(argv: list[str] | None = None) -> int:
     for label, key in rows:
         r = results[key]
         batch = r.get("batch", r.get("batch_per_stream", 1) * r.get("streams", 1))
-        if key.startswith("l_"):
-            batch = B
         table.add_row(
             label,
             str(1 if key.startswith("c_") else batch),

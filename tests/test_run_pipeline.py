@@ -412,6 +412,7 @@ def test_a_small_video_decodes_on_one_ffmpeg_thread_and_every_frame_arrives(
     default decode. Frames over 640x480 keep FFmpeg's threads (the capture thread limits such a stream)."""
     import cv2
 
+    from edgeanom.demo import read_video
     from edgeanom.runtime.sources.files import DECODE_THREADS
 
     large = tmp_path / "large.avi"
@@ -434,13 +435,6 @@ def test_a_small_video_decodes_on_one_ffmpeg_thread_and_every_frame_arrives(
     while (frame := source.read()) is not None:
         ours.append(frame)
     source.close()
-    cap = cv2.VideoCapture(str(scene["video"]))
-    theirs = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        theirs.append(frame)
-    cap.release()
+    theirs = read_video(scene["video"])  # OpenCV's default decode
     assert len(ours) == len(theirs) == FRAMES
     assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
